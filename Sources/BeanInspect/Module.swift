@@ -1,0 +1,1 @@
+// BeanInspect: see ../shared/design.md for what this module owns.

@@ -1,0 +1,1 @@
+// BeanNet: see ../shared/design.md for what this module owns.

@@ -1,0 +1,1 @@
+// BeanService: see ../shared/design.md for what this module owns.

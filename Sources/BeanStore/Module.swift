@@ -1,0 +1,1 @@
+// BeanStore: see ../shared/design.md for what this module owns.

@@ -1,0 +1,1 @@
+// BeanVision: see ../shared/design.md for what this module owns.

@@ -1,0 +1,5 @@
+#ifndef BEAND_CBLAS_SHIM_H
+#define BEAND_CBLAS_SHIM_H
+// OpenBLAS's CBLAS interface plus its thread-count control (openblas_set_num_threads).
+#include <cblas.h>
+#endif

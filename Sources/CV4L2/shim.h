@@ -1,0 +1,33 @@
+#ifndef BEAND_CV4L2_SHIM_H
+#define BEAND_CV4L2_SHIM_H
+// libv4l2 plus the VIDIOC_* request codes, which are function-like macros Swift cannot import.
+#include <libv4l2.h>
+#include <linux/videodev2.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <fcntl.h>
+#include <poll.h>
+
+static inline unsigned long beand_VIDIOC_QUERYCAP(void) { return VIDIOC_QUERYCAP; }
+static inline unsigned long beand_VIDIOC_ENUM_FMT(void) { return VIDIOC_ENUM_FMT; }
+static inline unsigned long beand_VIDIOC_G_FMT(void) { return VIDIOC_G_FMT; }
+static inline unsigned long beand_VIDIOC_S_FMT(void) { return VIDIOC_S_FMT; }
+static inline unsigned long beand_VIDIOC_G_PARM(void) { return VIDIOC_G_PARM; }
+static inline unsigned long beand_VIDIOC_S_PARM(void) { return VIDIOC_S_PARM; }
+static inline unsigned long beand_VIDIOC_REQBUFS(void) { return VIDIOC_REQBUFS; }
+static inline unsigned long beand_VIDIOC_QUERYBUF(void) { return VIDIOC_QUERYBUF; }
+static inline unsigned long beand_VIDIOC_QBUF(void) { return VIDIOC_QBUF; }
+static inline unsigned long beand_VIDIOC_DQBUF(void) { return VIDIOC_DQBUF; }
+static inline unsigned long beand_VIDIOC_STREAMON(void) { return VIDIOC_STREAMON; }
+static inline unsigned long beand_VIDIOC_STREAMOFF(void) { return VIDIOC_STREAMOFF; }
+static inline unsigned long beand_VIDIOC_ENUM_FRAMESIZES(void) { return VIDIOC_ENUM_FRAMESIZES; }
+
+/// v4l2_ioctl is variadic in libv4l2.h; Swift cannot call variadic C functions.
+static inline int beand_v4l2_ioctl(int fd, unsigned long request, void *arg) {
+    return v4l2_ioctl(fd, request, arg);
+}
+/// v4l2_open is variadic (mode) as well.
+static inline int beand_v4l2_open(const char *path, int flags) {
+    return v4l2_open(path, flags);
+}
+#endif

@@ -1,0 +1,2 @@
+import BeanCore
+print("beanctl \(BeandVersion.string)")

@@ -1,0 +1,2 @@
+import BeanCore
+print("beand \(BeandVersion.string)")

@@ -1,2 +1,0 @@
-import BeanCore
-print("beanctl \(BeandVersion.string)")

@@ -25,3 +25,6 @@ bench: release
 
 clean:
 	rm -rf .build
+
+install: release
+	./Deploy/install.sh --destdir "$(DESTDIR)" --prefix "$(PREFIX)"

@@ -10,9 +10,30 @@ struct BeanCtl: ParsableCommand {
         abstract: "Control and inspect the beand bean-inspection daemon.",
         version: BeandVersion.string,
         subcommands: [
+            Status.self, Ping.self, Version.self, Reload.self,
             Bench.self,
         ]
     )
+
+    /// `beanctl [--socket PATH] [--timeout S] status`: connection options may precede the command
+    /// name (as in chronyc); ArgumentParser only accepts them after it, so move them there.
+    static func main() {
+        main(hoistingConnectionOptions(Array(CommandLine.arguments.dropFirst())))
+    }
+
+    static func hoistingConnectionOptions(_ arguments: [String]) -> [String] {
+        var leading: [String] = []
+        var rest = arguments[...]
+        while let first = rest.first, first.hasPrefix("--socket") || first.hasPrefix("--timeout") {
+            leading.append(first)
+            rest = rest.dropFirst()
+            if !first.contains("="), let value = rest.first {
+                leading.append(value)
+                rest = rest.dropFirst()
+            }
+        }
+        return Array(rest) + leading
+    }
 }
 
 /// `beanctl bench …`: benchmarks that print figures (and `--json`) for BENCHMARKS.md.

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The main job on the built-in demo configuration: starts beand on Config/demo.toml in the
+# foreground's background, shows `beanctl status` as it runs, and stops beand cleanly on Ctrl-C
+# (or after DEMO_SECONDS seconds when that is set, e.g. for a non-interactive check).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="${BEAND_BIN:-.build/release}"
+CONFIG="${DEMO_CONFIG:-Config/demo.toml}"
+SOCKET=$(sed -n '/^\[control\]/,/^\[/s/^socket *= *"\(.*\)"/\1/p' "$CONFIG" | head -1)
+mkdir -p "$(dirname "$SOCKET")"
+
+"$BIN/beand" --check-config --config "$CONFIG"
+"$BIN/beand" --config "$CONFIG" &
+pid=$!
+stop() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+trap 'stop; exit 0' INT TERM
+trap stop EXIT
+
+for _ in $(seq 100); do
+  "$BIN/beanctl" --socket "$SOCKET" ping >/dev/null 2>&1 && break
+  kill -0 "$pid" 2>/dev/null || { echo "run-demo: beand exited during start-up" >&2; exit 1; }
+  sleep 0.1
+done
+echo "beand is running (pid $pid) on $CONFIG; control socket $SOCKET. Ctrl-C stops it."
+deadline=$(( $(date +%s) + ${DEMO_SECONDS:-1000000000} ))
+while kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do
+  echo "---- beanctl status ($(date +%T))"
+  "$BIN/beanctl" --socket "$SOCKET" status || true
+  sleep 5
+done

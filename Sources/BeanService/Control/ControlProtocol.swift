@@ -129,8 +129,9 @@ public struct ControlLineFramer: Sendable {
             return .line(line)
         }
         if buffer.count - start >= maximumLineBytes {
-            buffer.removeAll(keepingCapacity: true)
-            start = 0
+            // The bytes after the first maximumLineBytes may hold the newline that ends this line
+            // and the lines after it: skip only what is known to belong to the oversized line.
+            start += maximumLineBytes
             discarding = true
             return .oversized
         }

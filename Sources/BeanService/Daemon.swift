@@ -83,10 +83,9 @@ public final class Daemon: @unchecked Sendable {
 
         startEventLoopBeat(eventLoops.next())
         startStatusTicker()
-        startWatchdog()
         installSignalHandlers()
-
         notifier.ready(status: status.statusLine())
+        startWatchdog()
         logger.notice("beand started", metadata: BeandMessageID.start.metadata.merging([
             "version": "\(BeandVersion.string)",
             "config": "\(configPath)",
@@ -277,7 +276,7 @@ public final class Daemon: @unchecked Sendable {
         let notifier = self.notifier
         let logger = self.logger
         var reportedStall = false
-        let thread = PeriodicThread(name: "beand-watchdog", period: interval) { _ in
+        let thread = PeriodicThread(name: "beand-watchdog", period: interval, waitFirst: true) { _ in
             let stalled = liveness.stalledSinceLastCheck()
             if stalled.isEmpty {
                 notifier.watchdog()

@@ -9,12 +9,14 @@ final class PeriodicThread: @unchecked Sendable {
     private let thread: Thread
 
     /// `body` returns false to end the loop early.
-    init(name: String, period: Duration, body: @escaping (_ stop: DispatchSemaphore) -> Bool) {
+    /// `waitFirst`: the first run comes one period after `start`, not at once.
+    init(name: String, period: Duration, waitFirst: Bool = false, body: @escaping (_ stop: DispatchSemaphore) -> Bool) {
         let stopSignal = self.stopSignal
         let finished = self.finished
         let nanoseconds = Int(period.components.seconds) * 1_000_000_000 + Int(period.components.attoseconds / 1_000_000_000)
         thread = Thread {
             defer { finished.signal() }
+            if waitFirst, stopSignal.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success { return }
             while true {
                 guard body(stopSignal) else { return }
                 if stopSignal.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success { return }

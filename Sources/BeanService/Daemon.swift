@@ -89,10 +89,10 @@ public final class Daemon: @unchecked Sendable {
         logger.notice("beand started", metadata: BeandMessageID.start.metadata.merging([
             "version": "\(BeandVersion.string)",
             "config": "\(configPath)",
-            "control_socket": "\(config.control.socket)",
-            "rejects_socket": "\(config.rejects.socket)",
+            "control.socket": "\(config.control.socket)",
+            "rejects.socket": "\(config.rejects.socket)",
             "cameras": "\(config.cameras.count)",
-            "log_target": "\(BeandLogging.shared.target.rawValue)",
+            "log.target": "\(BeandLogging.shared.target.rawValue)",
         ]) { first, _ in first })
 
         stopRequested.wait()

@@ -334,7 +334,8 @@ public final class Daemon: @unchecked Sendable {
         }
     }
 
-    static func environment() -> [String: String] {
+    /// The process environment as a dictionary (no Foundation needed).
+    public static func environment() -> [String: String] {
         var result: [String: String] = [:]
         var pointer = environ
         while let entry = pointer.pointee {

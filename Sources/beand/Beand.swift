@@ -39,7 +39,7 @@ struct Beand: ParsableCommand {
             return
         }
         BeandLogging.bootstrap()
-        BeandLogging.shared.configure(loaded.log, environment: Self.environment())
+        BeandLogging.shared.configure(loaded.log, environment: Daemon.environment())
         let daemon = Daemon(configPath: config, config: loaded)
         let code: Int32
         do {
@@ -57,18 +57,5 @@ struct Beand: ParsableCommand {
         var line = text
         if !line.hasSuffix("\n") { line += "\n" }
         fputs(line, stderr)
-    }
-
-    static func environment() -> [String: String] {
-        var result: [String: String] = [:]
-        var pointer = environ
-        while let entry = pointer.pointee {
-            let text = String(cString: entry)
-            if let equals = text.firstIndex(of: "=") {
-                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
-            }
-            pointer += 1
-        }
-        return result
     }
 }

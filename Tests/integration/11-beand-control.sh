@@ -8,7 +8,7 @@ PY="${BEAND_PY:-python3}"; [ -x "$PY" ] || PY=python3
 export BEAND_BIN="${BEAND_BIN:-$ROOT/.build/debug}"
 [ -x "$BEAND_BIN/beand" ] || { echo "SKIP: $BEAND_BIN/beand not built"; exit 77; }
 exec "$PY" - "$ROOT" <<'PYEOF'
-import asyncio, grp, json, os, resource, socket, stat, subprocess, sys, time
+import asyncio, grp, json, os, re, resource, signal, socket, stat, subprocess, sys, time
 sys.path.insert(0, os.path.join(sys.argv[1], "Tests/service-harness"))
 from harness import *
 
@@ -41,6 +41,19 @@ with TempDir() as d:
         check(second.returncode == 71 and b"another process" in second.stderr,
               "second beand refuses a live socket (rc=%d: %s)" % (second.returncode, second.stderr.decode().strip()))
         check(ping_ok(daemon.control), "first daemon still answers")
+
+        # RLIMIT_NOFILE soft limit raised to the hard limit at start.
+        limits = open("/proc/%d/limits" % daemon.process.pid).read()
+        soft_, hard_ = re.search(r"Max open files\s+(\S+)\s+(\S+)", limits).groups()
+        check(soft_ == hard_, "open-file soft limit raised to hard (%s/%s)" % (soft_, hard_))
+        # The rejects socket accepts clients and holds them open (the event stream is issue 6).
+        rej = connect(os.path.join(d, "rejects.sock")); rej.sendall(b"hello\n"); rej.settimeout(0.5)
+        try:
+            rej.recv(10); held_open = False
+        except socket.timeout:
+            held_open = True
+        check(held_open, "rejects socket holds a client open")
+        rej.close()
 
         # Round trips.
         check(ping_ok(daemon.control), "ping round trip")
@@ -167,6 +180,12 @@ with TempDir() as d:
         check(not os.path.exists(daemon.control) and not os.path.exists(os.path.join(d, "rejects.sock")),
               "socket files removed at stop")
         for c in held: c.close()
+
+    # SIGINT stops as SIGTERM does.
+    with Daemon(cfg) as daemon:
+        daemon.wait_ready()
+        code, took = daemon.stop(signal.SIGINT)
+        check(code == 0 and took <= 2.0, "SIGINT → exit 0 in %.2fs" % took)
 
     # Startup errors: missing group, non-socket file in the way.
     cfg2 = write_config(d, control_group="no-such-group-beand", name="bad-group.toml")

@@ -39,8 +39,16 @@ class TempDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def write_config(directory, extra="", control_group="root", admin_group="root", log_target="stderr",
+def own_group():
+    import grp
+    return grp.getgrgid(os.getgid()).gr_name
+
+
+def write_config(directory, extra="", control_group=None, admin_group=None, log_target="stderr",
                  idle_timeout_s=60, drain_timeout_ms=2000, name="beand.toml"):
+    # Default: the test's own group, so the daemon can chown its sockets without root.
+    control_group = control_group or own_group()
+    admin_group = admin_group or own_group()
     path = os.path.join(directory, name)
     with open(path, "w") as f:
         f.write(f"""[daemon]

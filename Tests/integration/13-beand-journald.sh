@@ -73,7 +73,8 @@ try:
             daemon.wait_ready()
             check(request(daemon.control, {"command": "reload"})["ok"], "reload ok")
             good = open(cfg).read()
-            with open(cfg, "w") as f: f.write(good.replace("drain_timeout_ms = 2000", "drain_timeout_ms = -1"))
+            with open(cfg, "w") as f:
+                f.write(good.replace("drain_timeout_ms = 2000", "drain_timeout_ms = -1").replace("idle_timeout_s = 60", "idle_timeout_s = 0"))
             check(not request(daemon.control, {"command": "reload"})["ok"], "reload of a bad config fails")
             code, _ = daemon.stop()
             check(code == 0, "exit 0")
@@ -96,8 +97,9 @@ try:
               and reload[0].get("CHANGED") == "nothing", "reload entry: MESSAGE_ID, TRIGGER=control, CHANGED")
         failed = by_id(found, "reloadFailed")
         check(len(failed) == 1 and failed[0]["PRIORITY"] == "3"
-              and failed[0].get("ERROR", "").startswith(cfg + ":3: key 'daemon.drain_timeout_ms': -1 is out of range"),
-              "reload-failed entry: PRIORITY=3, ERROR names PATH:LINE and key")
+              and failed[0].get("ERROR", "") == (cfg + ":3: key 'daemon.drain_timeout_ms': -1 is out of range 0...60000\n"
+                                                  + cfg + ":11: key 'control.idle_timeout_s': 0 is out of range 1...86400"),
+              "reload-failed entry: PRIORITY=3, ERROR (two lines, newline kept) names PATH:LINE and key")
         stop = by_id(found, "stop")
         check(len(stop) == 1 and stop[0].get("SIGNAL") == "SIGTERM" and stop[0].get("DRAIN_TIMEOUT_MS") == "2000",
               "stop entry: SIGNAL=SIGTERM, DRAIN_TIMEOUT_MS")

@@ -248,7 +248,7 @@ final class ControlConnectionHandler: ChannelDuplexHandler {
             let command: ControlCommand
             switch commands.resolve(request) {
             case .failure(let failure):
-                respond(.failure(failure), command: nil)
+                respond(.failure(ControlFailure("request line \(lineNumber): \(failure.message)")), command: nil)
                 return
             case .success(let resolved):
                 command = resolved

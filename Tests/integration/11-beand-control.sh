@@ -126,7 +126,7 @@ with TempDir() as d:
         except BlockingIOError:
             pass
         t0 = time.monotonic(); ok = ping_ok(daemon.control)
-        check(ok and time.monotonic() - t0 < 1.0, "ping answered promptly beside silent/slow/non-reading clients")
+        check(ok and time.monotonic() - t0 < 2.0, "ping answered promptly beside silent/slow/non-reading clients")
         time.sleep(3.0)
         silent[0].settimeout(2)
         check(silent[0].recv(10) == b"", "idle client closed after idle_timeout_s")

@@ -1,1 +1,0 @@
-// BeanService: see ../shared/design.md for what this module owns.

@@ -1,0 +1,141 @@
+import BeanCore
+import Synchronization
+
+/// What `beanctl status` and systemd's `STATUS=` show. Every figure that needs an engine is
+/// optional: nil means no engine reports it (yet), and is shown as `null`, never as 0.
+public struct DaemonStatus: Equatable, Sendable {
+    public struct Camera: Equatable, Sendable {
+        public var name: String
+        /// `streaming`, `lost`, … as the capture engine names its states; nil without one.
+        public var state: String?
+        public var framesPerSecond: Double?
+        public init(name: String, state: String? = nil, framesPerSecond: Double? = nil) {
+            self.name = name
+            self.state = state
+            self.framesPerSecond = framesPerSecond
+        }
+    }
+
+    public struct Store: Equatable, Sendable {
+        public var path: String
+        public var generation: UInt64?
+        public var vectors: Int?
+        public var dimension: Int?
+        public var labels: [String]?
+        public init(path: String, generation: UInt64? = nil, vectors: Int? = nil, dimension: Int? = nil,
+                    labels: [String]? = nil) {
+            self.path = path
+            self.generation = generation
+            self.vectors = vectors
+            self.dimension = dimension
+            self.labels = labels
+        }
+    }
+
+    public struct Encoder: Equatable, Sendable {
+        public var model: String
+        public var fingerprint: String?
+        public init(model: String, fingerprint: String? = nil) {
+            self.model = model
+            self.fingerprint = fingerprint
+        }
+    }
+
+    public var cameras: [Camera]
+    public var beansTotal: UInt64?
+    public var rejectsTotal: UInt64?
+    public var beansPerSecond: Double?
+    public var store: Store
+    public var encoder: Encoder
+
+    public init(config: DaemonConfig) {
+        cameras = config.cameras.map { Camera(name: $0.name) }
+        store = Store(path: config.store.path)
+        encoder = Encoder(model: config.encoder.model)
+    }
+
+    /// Cameras whose engine reports them streaming; nil when no camera has an engine behind it.
+    public var camerasUp: Int? {
+        let known = cameras.compactMap(\.state)
+        return known.isEmpty ? nil : known.filter { $0 == "streaming" }.count
+    }
+}
+
+/// The in-process registry the engines write their figures into and the control socket and status
+/// ticker read from. Writers update under a short lock; readers take a copy.
+public final class StatusRegistry: Sendable {
+    public let started: MonotonicInstant
+    private let status: Mutex<DaemonStatus>
+
+    public init(config: DaemonConfig, started: MonotonicInstant = .now()) {
+        self.started = started
+        self.status = Mutex(DaemonStatus(config: config))
+    }
+
+    public func update(_ body: (inout DaemonStatus) -> Void) {
+        status.withLock { body(&$0) }
+    }
+
+    public func snapshot() -> DaemonStatus { status.withLock { $0 } }
+
+    public func uptimeSeconds(now: MonotonicInstant = .now()) -> Double { now.seconds(since: started) }
+
+    /// A reload replaces the configured names and paths; figures of cameras that stay are kept.
+    public func apply(config: DaemonConfig) {
+        status.withLock { status in
+            let previous = Dictionary(status.cameras.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+            status.cameras = config.cameras.map { previous[$0.name] ?? DaemonStatus.Camera(name: $0.name) }
+            status.store.path = config.store.path
+            status.encoder.model = config.encoder.model
+        }
+    }
+
+    /// The `status` command's result object (see contract: nulls for figures without an engine).
+    public func json(version: String, now: MonotonicInstant = .now()) -> JSONValue {
+        let status = snapshot()
+        let uptime = (uptimeSeconds(now: now) * 1000).rounded() / 1000
+        return .object([
+            ("version", .string(version)),
+            ("uptime_s", .double(uptime)),
+            ("cameras", .array(status.cameras.map { camera in
+                .object([("name", .string(camera.name)), ("state", .optional(camera.state)),
+                         ("fps", .optional(camera.framesPerSecond))])
+            })),
+            ("beans_total", .optional(status.beansTotal)),
+            ("rejects_total", .optional(status.rejectsTotal)),
+            ("beans_per_s", .optional(status.beansPerSecond)),
+            ("store", .object([
+                ("path", .string(status.store.path)),
+                ("generation", .optional(status.store.generation)),
+                ("vectors", .optional(status.store.vectors)),
+                ("dim", .optional(status.store.dimension)),
+                ("labels", status.store.labels.map { .array($0.map(JSONValue.string)) } ?? .null),
+            ])),
+            ("encoder", .object([
+                ("model", .string(status.encoder.model)),
+                ("fingerprint", .optional(status.encoder.fingerprint)),
+            ])),
+        ])
+    }
+
+    /// systemd's one-line `STATUS=`: `up 1m05s; beans/s n/a; rejects n/a; cameras up n/a of 2`
+    /// (`n/a`: no engine reports the figure yet).
+    public func statusLine(now: MonotonicInstant = .now()) -> String {
+        let status = snapshot()
+        func shown<T>(_ value: T?, _ format: (T) -> String) -> String { value.map(format) ?? "n/a" }
+        return "up \(Self.duration(uptimeSeconds(now: now))); "
+            + "beans/s \(shown(status.beansPerSecond) { String(Double(Int($0 * 10)) / 10) }); "
+            + "rejects \(shown(status.rejectsTotal) { String($0) }); "
+            + "cameras up \(shown(status.camerasUp) { String($0) }) of \(status.cameras.count)"
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        let total = Int(seconds)
+        let (days, hours, minutes, secs) = (total / 86_400, total / 3600 % 24, total / 60 % 60, total % 60)
+        func two(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        if days > 0 { return "\(days)d\(two(hours))h\(two(minutes))m" }
+        if hours > 0 { return "\(hours)h\(two(minutes))m\(two(secs))s" }
+        if minutes > 0 { return "\(minutes)m\(two(secs))s" }
+        return "\(secs)s"
+    }
+}

@@ -1,2 +1,0 @@
-import BeanCore
-print("beand \(BeandVersion.string)")

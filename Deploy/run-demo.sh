@@ -5,9 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${BEAND_BIN:-.build/release}"
-CONFIG="${DEMO_CONFIG:-Config/demo.toml}"
+TEMPLATE="${DEMO_CONFIG:-Config/demo.toml}"
+DEMO_DIR=/tmp/beand-demo
+mkdir -p "$DEMO_DIR/state"
+# The demo runs as whoever typed `make run`: their primary group owns the sockets.
+CONFIG="$DEMO_DIR/demo.toml"
+group=$(id -gn)
+sed -e "s/^group = \"beand\"/group = \"$group\"/" -e "s/^admin_group = \"beand-admin\"/admin_group = \"$group\"/" \
+  "$TEMPLATE" > "$CONFIG"
 SOCKET=$(sed -n '/^\[control\]/,/^\[/s/^socket *= *"\(.*\)"/\1/p' "$CONFIG" | head -1)
-mkdir -p "$(dirname "$SOCKET")"
 
 "$BIN/beand" --check-config --config "$CONFIG"
 "$BIN/beand" --config "$CONFIG" &

@@ -37,7 +37,7 @@ exposure=$(systemd-analyze security --offline=true "$dest/usr/lib/systemd/system
            | sed -n 's/.*Overall exposure level for beand.service: \([0-9.]*\).*/\1/p')
 if [ -n "$exposure" ] && awk "BEGIN{exit !($exposure <= 2.0)}"; then ok "security exposure $exposure <= 2.0"
 else bad "security exposure '$exposure' > 2.0"; fi
-grep -q "exposure.*$exposure" README.md && ok "README states exposure $exposure" || bad "README does not state exposure $exposure"
+grep -q "exposure $exposure" README.md && ok "README states exposure $exposure" || bad "README does not state exposure $exposure"
 
 for key in Type=notify WatchdogSec= Restart=on-failure RestartPreventExitStatus=78 User=beand \
            SupplementaryGroups=video DevicePolicy=closed "DeviceAllow=char-video4linux rw" PrivateNetwork=yes \

@@ -10,9 +10,18 @@ import Darwin
 public enum AtomicFile {
     public static func write(_ contents: String, to path: String, mode: mode_t = 0o644) throws(StateFileError) {
         let directory = parentDirectory(of: path)
-        let temporary = "\(path).tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        // A unique name per write (mkstemp), so two writers of the same file never rename each
+        // other's half-written temporary away.
+        var template = Array("\(path).tmp-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        let temporary = String(cString: template)
         guard fd >= 0 else { throw StateFileError(path: temporary, reason: "cannot create: \(errnoText())") }
+        if fchmod(fd, mode) != 0 {
+            let reason = errnoText()
+            close(fd)
+            unlink(temporary)
+            throw StateFileError(path: temporary, reason: "chmod failed: \(reason)")
+        }
         var bytes = Array(contents.utf8)
         var written = 0
         while written < bytes.count {

@@ -20,7 +20,10 @@ import Testing
     func serveForIntegrationScript() async throws {
         let directory = try #require(Self.directory)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let configuration = RejectStreamConfiguration(socketPath: directory + "/rejects.sock")
+        // Python consumers on a shared two-core machine can stall for a second or more; a larger
+        // backlog than the default gives them that slack (the defaults are covered in-process).
+        let configuration = RejectStreamConfiguration(socketPath: directory + "/rejects.sock", ringCapacity: 8192,
+                                                      consumerBacklogLimit: 4096)
         func start() async throws -> RejectStreamServer {
             try await RejectStreamServer.start(configuration: configuration,
                                                sequenceFile: try RejectSequenceFile(stateDirectory: directory),

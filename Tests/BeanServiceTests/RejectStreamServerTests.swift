@@ -102,7 +102,7 @@ import Testing
         try await withServer { server, path in
             for i in 1...5 { server.publish(sampleEvent(bean: UInt64(i))) }
             let client = try StreamClient(path: path)
-            try await Task.sleep(for: .milliseconds(30))
+            try await waitForConsumers(server, 1)
             for i in 6...8 { server.publish(sampleEvent(bean: UInt64(i))) }  // inside the resume window
             var received = Received()
             while received.events.count < 3, let object = client.readObject() { received.take(object) }
@@ -168,7 +168,7 @@ import Testing
     @Test func handoffOverflowIsReportedAsDroppedToEveryone() async throws {
         try await withServer({ $0.handoffCapacity = 2; $0.resumeWindowMilliseconds = 0 }) { server, path in
             let client = try StreamClient(path: path)
-            try await Task.sleep(for: .milliseconds(50))
+            try await waitForConsumers(server, 1)
             // Hold the event loop so that the hand-off fills up.
             let release = DispatchSemaphore(value: 0)
             server.eventLoop.execute { release.wait() }

@@ -126,3 +126,12 @@ struct Received {
         return all.sorted()
     }
 }
+
+/// Waits until the server's event loop has accepted `count` consumers (connect() returns before that).
+func waitForConsumers(_ server: RejectStreamServer, _ count: Int) async throws {
+    for _ in 0..<500 {
+        if await server.statistics().consumers >= count { return }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    throw TestFailure("server did not accept \(count) consumers within 5 s")
+}

@@ -144,6 +144,9 @@ public final class RejectStreamServer: @unchecked Sendable {
         do {
             channel = try await ServerBootstrap(group: eventLoop)
                 .serverChannelOption(ChannelOptions.backlog, value: 64)
+                // A consumer may shut down its sending side after the resume request (as
+                // `echo … | nc -U` does); it still wants the stream.
+                .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                 .childChannelOption(ChannelOptions.writeBufferWaterMark,
                                     value: .init(low: configuration.writeBufferLowWater, high: configuration.writeBufferHighWater))
                 .childChannelInitializer { channel in
@@ -519,6 +522,20 @@ final class RejectConsumerHandler: ChannelInboundHandler, @unchecked Sendable {
             hub.protocolError(consumer, "\(error); streaming live")
             hub.startStreaming(consumer, resumeAfter: nil)
         }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The consumer finished sending (half-close): treat a last unterminated line as a line,
+        // keep streaming to it.
+        if let consumer, let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed {
+            if !consumer.input.isEmpty {
+                let line = consumer.input
+                consumer.input.removeAll()
+                handle(line: line, consumer: consumer)
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

@@ -252,6 +252,39 @@ import Testing
         }
     }
 
+    @Test func halfClosedConsumerKeepsReceiving() async throws {
+        try await withServer { server, path in
+            for i in 1...3 { server.publish(sampleEvent(bean: UInt64(i))) }
+            let client = try StreamClient(path: path)
+            client.send("{\"resume_after\": 1}")  // no newline: the half-close ends the line
+            shutdown(client.fd, Int32(SHUT_WR))
+            var received = Received()
+            while received.events.count < 2, let object = client.readObject() { received.take(object) }
+            #expect(received.events == [2, 3])
+            server.publish(sampleEvent(bean: 4))
+            #expect(client.readObject()?.uint("seq") == 4)
+        }
+    }
+
+    @Test func randomBytesNeverHurtTheServer() async throws {
+        try await withServer({ $0.resumeWindowMilliseconds = 20 }) { server, path in
+            var generator = SystemRandomNumberGenerator()
+            for round in 0..<40 {
+                let client = try StreamClient(path: path)
+                let length = Int.random(in: 1...3000, using: &generator)
+                var bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                if round % 2 == 0 { bytes = bytes.map { $0 == 0x0a ? 0x20 : $0 } + [0x0a] }
+                _ = bytes.withUnsafeBytes { Glibc.send(client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                // Every answer is a JSON error line (or nothing), never anything else.
+                while let object = client.readObject(timeout: 0.2) { #expect(object.type == "error") }
+            }
+            let client = try StreamClient(path: path)
+            client.send("{\"resume_after\": 0}\n")
+            server.publish(sampleEvent(bean: 1))
+            #expect(client.readObject()?.uint("seq") == 1)
+        }
+    }
+
     @Test func consumerLimitRefusesWithAnError() async throws {
         try await withServer({ $0.maxConsumers = 1 }) { _, path in
             let first = try StreamClient(path: path)

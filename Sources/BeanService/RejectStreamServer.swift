@@ -347,7 +347,9 @@ final class RejectStreamHub: @unchecked Sendable {
     func startStreaming(_ consumer: RejectConsumer, resumeAfter: UInt64?) {
         consumer.resumeTimer?.cancel()
         consumer.resumeTimer = nil
-        guard !consumer.streaming else { return }
+        // Once streaming, only a resume request that arrives before anything was sent to the
+        // consumer repositions it (its line raced the window's end on a busy event loop).
+        guard !consumer.streaming || (resumeAfter != nil && !consumer.delivered) else { return }
         consumer.streaming = true
         if let resumeAfter {
             if resumeAfter >= endSequence {
@@ -386,6 +388,7 @@ final class RejectStreamHub: @unchecked Sendable {
             channel.write(allocator.buffer(string: RejectStreamProtocol.gapLine(from: first, to: last, reason: reason)), promise: nil)
             gaps += 1
             wrote = true
+            consumer.delivered = true
             if reason == .overflow {
                 consumer.overflowEvents += last - first + 1
                 overflowEvents += last - first + 1
@@ -511,8 +514,8 @@ final class RejectConsumerHandler: ChannelInboundHandler, @unchecked Sendable {
     private func handle(line: [UInt8], consumer: RejectConsumer) {
         if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0d }) { return }  // blank lines are ignored
         consumer.linesSeen += 1
-        guard consumer.linesSeen == 1, !consumer.streaming else {
-            hub.protocolError(consumer, "only one {\"resume_after\": N} line, within \(hub.configuration.resumeWindowMilliseconds) ms of connecting, is accepted; ignored \(RejectStreamProtocol.quote(line))")
+        guard consumer.linesSeen == 1, !consumer.streaming || !consumer.delivered else {
+            hub.protocolError(consumer, "only one {\"resume_after\": N} line, sent within \(hub.configuration.resumeWindowMilliseconds) ms of connecting, is accepted; ignored \(RejectStreamProtocol.quote(line))")
             return
         }
         switch RejectStreamProtocol.parseResumeRequest(line) {

@@ -13,7 +13,7 @@ import Testing
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        var configuration = RejectStreamConfiguration(socketPath: directory + "/r.sock", resumeWindowMilliseconds: 100)
+        var configuration = RejectStreamConfiguration(socketPath: directory + "/r.sock", resumeWindowMilliseconds: 200)
         configure(&configuration)
         let server = try await RejectStreamServer.start(configuration: configuration, sequenceFile: sequenceFile,
                                                         eventLoop: group.next())
@@ -32,6 +32,7 @@ import Testing
         try await withServer { server, path in
             let clients = try (0..<8).map { _ in try StreamClient(path: path) }
             for client in clients { client.send("{\"resume_after\": 0}\n") }
+            try await waitForConsumers(server, 8)
             // Four publishers at once; sequence numbers must still reach every consumer in order.
             DispatchQueue.concurrentPerform(iterations: 4) { worker in
                 for i in 0..<250 { server.publish(sampleEvent(bean: UInt64(worker * 1000 + i))) }
@@ -263,6 +264,20 @@ import Testing
             #expect(received.events == [2, 3])
             server.publish(sampleEvent(bean: 4))
             #expect(client.readObject()?.uint("seq") == 4)
+        }
+    }
+
+    @Test func lateResumeIsHonouredWhileNothingWasSent() async throws {
+        try await withServer({ $0.resumeWindowMilliseconds = 10 }) { server, path in
+            for i in 1...3 { server.publish(sampleEvent(bean: UInt64(i))) }
+            let client = try StreamClient(path: path)
+            try await waitForConsumers(server, 1)
+            try await Task.sleep(for: .milliseconds(50))  // window over, streaming live, nothing sent yet
+            client.send("{\"resume_after\": 1}\n")
+            var received = Received()
+            while received.events.count < 2, let object = client.readObject() { received.take(object) }
+            #expect(received.events == [2, 3])
+            #expect(received.errors.isEmpty)
         }
     }
 

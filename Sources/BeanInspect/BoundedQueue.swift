@@ -146,6 +146,27 @@ public final class BoundedQueue<Element>: QueueGaugeSource, @unchecked Sendable 
         return removeFirst()
     }
 
+    /// Appends up to `maxCount` elements to `batch`: waits up to `timeoutMilliseconds` (nil:
+    /// forever) for the first, then takes what is queued without waiting more. For stages that
+    /// work in batches (the encoder's BLAS path); reusing `batch` avoids allocating per batch.
+    /// Returns how many were appended (0 on timeout, or when closed and empty).
+    @discardableResult
+    public func popBatch(maxCount: Int, timeoutMilliseconds: Int? = nil, into batch: inout [Element]) -> Int {
+        guard maxCount > 0 else { return 0 }
+        lock.lock()
+        defer { lock.unlock() }
+        let deadline = timeoutMilliseconds.map { MonotonicInstant.now().nanoseconds + UInt64(max($0, 0)) * 1_000_000 }
+        while count == 0 {
+            if isClosed { return 0 }
+            if !lock.wait(until: deadline), count == 0 { return 0 }
+        }
+        let taken = min(count, maxCount)
+        for _ in 0..<taken {
+            if let element = removeFirst() { batch.append(element) }
+        }
+        return taken
+    }
+
     /// Pops without waiting.
     public func tryPop() -> Element? {
         lock.withLock { count == 0 ? nil : removeFirst() }

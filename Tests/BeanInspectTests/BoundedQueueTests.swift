@@ -55,6 +55,20 @@ import Testing
         #expect(queue.gauge().timedOut == 0)
     }
 
+    @Test func popBatchTakesWhatIsQueuedUpToTheLimit() {
+        let queue = BoundedQueue<Int>(name: "crops", capacity: 8, policy: .dropNewest)
+        var batch: [Int] = []
+        #expect(queue.popBatch(maxCount: 4, timeoutMilliseconds: 10, into: &batch) == 0)
+        for i in 1...6 { queue.push(i) }
+        #expect(queue.popBatch(maxCount: 4, into: &batch) == 4)
+        #expect(batch == [1, 2, 3, 4])
+        batch.removeAll(keepingCapacity: true)
+        #expect(queue.popBatch(maxCount: 4, into: &batch) == 2)
+        #expect(batch == [5, 6])
+        queue.close()
+        #expect(queue.popBatch(maxCount: 4, into: &batch) == 0)
+    }
+
     @Test func popTimesOutOnEmptyAndCloseWakesWaiters() {
         let queue = BoundedQueue<Int>(name: "q", capacity: 4, policy: .dropNewest)
         #expect(queue.pop(timeoutMilliseconds: 20) == nil)

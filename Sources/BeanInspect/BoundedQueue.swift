@@ -38,7 +38,12 @@ public enum PushOutcome<Element> {
 }
 
 /// Counters and depth of one queue, for status and the statistics snapshot.
-public struct QueueGauge: Sendable, Hashable {
+public struct QueueGauge: Sendable, Hashable, Encodable {
+    private enum CodingKeys: String, CodingKey {
+        case name, policy, depth, capacity, highWater = "high_water", enqueued
+        case droppedOldest = "dropped_oldest", droppedNewest = "dropped_newest", timedOut = "timed_out"
+    }
+
     public var name: String
     public var policy: String
     public var depth: Int

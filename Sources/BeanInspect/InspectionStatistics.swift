@@ -25,6 +25,39 @@ public struct InspectionSnapshot: Sendable, Hashable {
     public static let anomalyKey = "(anomaly)"
 
     public var rejectsTotal: UInt64 { rejectsByLabel.values.reduce(0, +) }
+
+    /// Rejects of each label as a fraction of all beans decided since start (0 while none).
+    public var rejectFractionByLabel: [String: Double] {
+        guard beansTotal > 0 else { return [:] }
+        return rejectsByLabel.mapValues { Double($0) / Double(beansTotal) }
+    }
+}
+
+extension InspectionSnapshot: Encodable {
+    private enum CodingKeys: String, CodingKey {
+        case beansTotal = "beans_total", acceptedTotal = "accepted_total", ejectedTotal = "ejected_total"
+        case rejectsTotal = "rejects_total", rejectsByLabel = "rejects_by_label"
+        case rejectFractionByLabel = "reject_fraction_by_label", unknownTotal = "unknown_total"
+        case unscoredTotal = "unscored_total", beansPerSecond = "beans_per_s"
+        case latencyP50 = "latency_p50_us", latencyP99 = "latency_p99_us", queues
+    }
+
+    /// The status fields in the control protocol's snake_case; absent latencies are JSON null.
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(beansTotal, forKey: .beansTotal)
+        try container.encode(acceptedTotal, forKey: .acceptedTotal)
+        try container.encode(ejectedTotal, forKey: .ejectedTotal)
+        try container.encode(rejectsTotal, forKey: .rejectsTotal)
+        try container.encode(rejectsByLabel, forKey: .rejectsByLabel)
+        try container.encode(rejectFractionByLabel, forKey: .rejectFractionByLabel)
+        try container.encode(unknownTotal, forKey: .unknownTotal)
+        try container.encode(unscoredTotal, forKey: .unscoredTotal)
+        try container.encode(beansPerSecond, forKey: .beansPerSecond)
+        try container.encode(latencyP50Microseconds, forKey: .latencyP50)
+        try container.encode(latencyP99Microseconds, forKey: .latencyP99)
+        try container.encode(queues, forKey: .queues)
+    }
 }
 
 /// Counters, rate and latency of the decision stage.

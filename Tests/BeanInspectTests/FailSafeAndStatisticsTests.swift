@@ -1,3 +1,4 @@
+import Foundation
 import BeanCore
 import Testing
 @testable import BeanInspect
@@ -96,6 +97,24 @@ import Testing
         #expect(s.rejectsTotal == 3)
         #expect(s.unknownTotal == 1)
         #expect(s.unscoredTotal == 1)
+    }
+
+    @Test func snapshotEncodesAsSnakeCaseStatusFields() throws {
+        let queue = BoundedQueue<Int>(name: "crops", capacity: 4, policy: .dropOldest)
+        let stats = InspectionStatistics(started: at(0), queues: [queue])
+        stats.record(verdict: .reject, label: "Black", eject: true, captured: at(1), decided: at(1.002))
+        stats.record(verdict: .accept, label: "Normal", eject: false, captured: at(1), decided: at(1.002))
+        stats.publishSnapshot(now: at(1.5))
+        let data = try JSONEncoder().encode(stats.snapshot())
+        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect((object["beans_total"] as? NSNumber)?.intValue == 2)
+        #expect((object["rejects_by_label"] as? [String: Any])?["Black"] as? NSNumber == 1)
+        #expect(((object["reject_fraction_by_label"] as? [String: Any])?["Black"] as? NSNumber)?.doubleValue == 0.5)
+        #expect(object["latency_p99_us"] is NSNumber)
+        #expect(((object["queues"] as? [[String: Any]])?.first?["high_water"] as? NSNumber)?.intValue == 0)
+        let empty = try JSONSerialization.jsonObject(
+            with: JSONEncoder().encode(InspectionStatistics(started: at(0)).snapshot())) as? [String: Any]
+        #expect(empty?["latency_p50_us"] is NSNull)
     }
 
     @Test func rateOverTheSlidingWindow() {

@@ -164,11 +164,13 @@ public final class RejectStreamServer: @unchecked Sendable {
         if chmod(configuration.socketPath, configuration.mode) != 0 {
             let reason = String(cString: strerror(errno))
             try? await channel.close()
+            unlink(configuration.socketPath)
             throw RejectStreamError("reject stream: chmod \(String(configuration.mode, radix: 8)) \(configuration.socketPath): \(reason)")
         }
         if let groupID, chown(configuration.socketPath, uid_t.max, groupID) != 0 {
             let reason = String(cString: strerror(errno))
             try? await channel.close()
+            unlink(configuration.socketPath)
             throw RejectStreamError("reject stream: chown :\(configuration.group ?? "") \(configuration.socketPath): \(reason)")
         }
         server.serverChannel = channel
@@ -205,7 +207,10 @@ public final class RejectStreamServer: @unchecked Sendable {
 
     /// Event loop: moves the handed-off events into the ring and lets consumers catch up.
     private func takeHandoff() {
-        var batch: [(sequence: UInt64, members: String)] = []
+        // Swap in the loop's emptied spare list so both keep their capacity: no array growth
+        // per batch in steady state.
+        var batch = hub.spareBatch
+        hub.spareBatch = []
         var last: UInt64 = 0
         handoff.withLock { state in
             swap(&batch, &state.pending)
@@ -213,6 +218,8 @@ public final class RejectStreamServer: @unchecked Sendable {
             last = state.lastSequence
         }
         hub.append(batch, lastIssued: last)
+        batch.removeAll(keepingCapacity: true)
+        hub.spareBatch = batch
     }
 
     public func statistics() async -> RejectStreamStatistics {
@@ -233,7 +240,11 @@ public final class RejectStreamServer: @unchecked Sendable {
             return state.lastSequence
         }
         if let serverChannel { try? await serverChannel.close() }
-        try? await eventLoop.submit { self.hub.closeAll() }.get()
+        // Hand the last events to the consumers that keep up before closing them.
+        try? await eventLoop.submit {
+            self.takeHandoff()
+            self.hub.closeAll()
+        }.get()
         unlink(configuration.socketPath)
         sequenceFile?.finish(lastIssued: last)
     }
@@ -267,6 +278,8 @@ final class RejectStreamHub: @unchecked Sendable {
     private var endSequence: UInt64
 
     private var consumers: [ObjectIdentifier: RejectConsumer] = [:]
+    /// The hand-off list the loop lends back to publishers (see `RejectStreamServer.takeHandoff`).
+    var spareBatch: [(sequence: UInt64, members: String)] = []
     private var overflowEvents: UInt64 = 0
     private var gaps: UInt64 = 0
     private var protocolErrors: UInt64 = 0
@@ -339,7 +352,10 @@ final class RejectStreamHub: @unchecked Sendable {
     }
 
     func closeAll() {
-        for consumer in consumers.values { consumer.channel.close(promise: nil) }
+        for consumer in consumers.values {
+            consumer.resumeTimer?.cancel()
+            consumer.channel.close(promise: nil)
+        }
         consumers.removeAll()
     }
 

@@ -346,6 +346,27 @@ import Testing
         try await group.shutdownGracefully()
     }
 
+    @Test func eventsPublishedJustBeforeShutdownReachConsumersThatKeepUp() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = try await RejectStreamServer.start(
+            configuration: RejectStreamConfiguration(socketPath: directory + "/r.sock", resumeWindowMilliseconds: 0),
+            sequenceFile: nil, eventLoop: group.next())
+        let client = try StreamClient(path: directory + "/r.sock")
+        try await waitForConsumers(server, 1)
+        let release = DispatchSemaphore(value: 0)
+        server.eventLoop.execute { release.wait() }  // the events wait in the hand-off
+        for i in 1...5 { server.publish(sampleEvent(bean: UInt64(i))) }
+        release.signal()
+        await server.shutdown()
+        var received = Received()
+        while let object = client.readObject(timeout: 2) { received.take(object) }
+        #expect(received.events == [1, 2, 3, 4, 5])
+        #expect(client.closedByPeer)
+        try await group.shutdownGracefully()
+    }
+
     @Test func publishAfterShutdownIsRefusedAndTheSocketIsRemoved() async throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

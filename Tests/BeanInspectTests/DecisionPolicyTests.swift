@@ -234,3 +234,84 @@ private func share(of label: String, in neighbors: [Neighbor], epsilon: Double =
         }
     }
 }
+
+/// The vote policy against a second, dictionary-based reading of the documented rule, on random
+/// inputs (unsorted, more than k, non-finite distances, several defect labels).
+@Suite struct VoteModeReferenceTests {
+    private struct Reference {
+        var k: Int
+        var good: Set<String>
+        var thresholds: [String: Double]
+        var defaultShare: Double
+        var unknownLimit: Double?
+
+        func decide(_ neighbors: [Neighbor]) -> (Verdict, String?, Double?) {
+            let usable = neighbors.filter { $0.distance.isFinite }
+                .sorted { ($0.distance, $0.vectorID) < ($1.distance, $1.vectorID) }
+                .prefix(k)
+            guard let nearest = usable.first else { return (.unknown, nil, nil) }
+            if let unknownLimit, Double(max(nearest.distance, 0)) > unknownLimit {
+                return (.unknown, nil, Double(max(nearest.distance, 0)))
+            }
+            var weights: [String: Double] = [:]
+            for n in usable { weights[n.label.name, default: 0] += 1 / (Double(max(n.distance, 0)) + 1e-6) }
+            let total = weights.values.reduce(0, +)
+            let shares = weights.mapValues { $0 / total }
+            let rejecting = shares.filter { !good.contains($0.key) && $0.value + 1e-12 >= (thresholds[$0.key] ?? defaultShare) }
+            if let best = rejecting.max(by: { ($0.value, $1.key) < ($1.value, $0.key) }) {
+                return (.reject, best.key, best.value)
+            }
+            let top = shares.max(by: { a, b in
+                if a.value != b.value { return a.value < b.value }
+                if good.contains(a.key) != good.contains(b.key) { return good.contains(b.key) }
+                return a.key > b.key
+            })
+            return (.accept, top?.key, top?.value)
+        }
+    }
+
+    @Test func agreesWithTheReferenceOnRandomInputs() throws {
+        var rng = SeededGenerator(seed: 0x5eed_bea2)
+        let labels = ["Normal", "Black", "Broken", "Sour"]
+        var seen: [Verdict: Int] = [:]
+        for _ in 0..<3000 {
+            let k = Int.random(in: 1...9, using: &rng)
+            let thresholds = ["Black": 0.31, "Broken": 0.47, "Sour": 0.63].filter { _ in Bool.random(using: &rng) }
+            let defaultShare = [0.5, 0.37, 0.71].randomElement(using: &rng)!
+            let unknownLimit: Double? = Bool.random(using: &rng) ? Double.random(in: 0.2...1.5, using: &rng) : nil
+            let neighbors = (0..<Int.random(in: 0...14, using: &rng)).map { id -> Neighbor in
+                let roll = Int.random(in: 0..<40, using: &rng)
+                let distance: Float = roll == 0 ? .nan : roll == 1 ? .infinity : Float.random(in: 0...2, using: &rng)
+                return Neighbor(label: Label(labels.randomElement(using: &rng)!), distance: distance, vectorID: UInt64(id))
+            }
+            let policy = try DecisionPolicy(
+                k: k, thresholds: Thresholds(defaultRejectShare: defaultShare,
+                                             rejectShare: Dictionary(uniqueKeysWithValues: thresholds.map { (Label($0.key), $0.value) }),
+                                             unknownDistance: unknownLimit))
+            let reference = Reference(k: k, good: ["Normal"], thresholds: thresholds, defaultShare: defaultShare,
+                                      unknownLimit: unknownLimit)
+            let d = policy.decide(neighbors)
+            let (verdict, label, score) = reference.decide(neighbors)
+            seen[verdict, default: 0] += 1
+            #expect(d.verdict == verdict, "\(neighbors)")
+            #expect(d.label?.name == label, "\(neighbors)")
+            #expect(abs((d.score ?? -1) - (score ?? -1)) < 1e-9, "\(neighbors)")
+        }
+        // The random cases exercise every outcome, not just one.
+        #expect(seen[.accept, default: 0] > 300 && seen[.reject, default: 0] > 300 && seen[.unknown, default: 0] > 300,
+                "\(seen)")
+    }
+}
+
+/// Reproducible random inputs (SplitMix64).
+struct SeededGenerator: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

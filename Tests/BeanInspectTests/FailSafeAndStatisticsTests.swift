@@ -175,3 +175,31 @@ import Testing
         #expect(gauges.first?.depth == 2)
     }
 }
+
+@Suite struct InspectionStatisticsThreadingTests {
+    @Test func readersSeeConsistentGrowingSnapshotsWhileTheWriterRuns() async {
+        let stats = InspectionStatistics()
+        let writer = Thread {
+            for i in 0..<20_000 {
+                let now = MonotonicInstant.now()
+                stats.record(verdict: i % 10 == 0 ? .reject : .accept, label: i % 10 == 0 ? "Black" : "Normal",
+                             eject: i % 10 == 0, captured: now, decided: now)
+                if i % 500 == 0 { stats.publishSnapshot() }
+            }
+            stats.publishSnapshot()
+        }
+        writer.start()
+        var previous: UInt64 = 0
+        for _ in 0..<2_000 {
+            let s = stats.snapshot()
+            #expect(s.beansTotal >= previous)
+            // One snapshot is one moment: its parts agree with each other.
+            #expect(s.acceptedTotal + s.rejectsTotal == s.beansTotal)
+            previous = s.beansTotal
+            if previous == 20_000 { break }
+            usleep(200)
+        }
+        while stats.snapshot().beansTotal < 20_000 { usleep(1_000) }
+        #expect(stats.snapshot().rejectsByLabel["Black"] == 2_000)
+    }
+}

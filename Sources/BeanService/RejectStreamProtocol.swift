@@ -23,7 +23,7 @@ public enum RejectStreamProtocol {
 
     /// `{"type":"error","error":"…"}` plus newline.
     public static func errorLine(_ message: String) -> String {
-        "{\"type\":\"error\",\"error\":\(JSONText.string(message))}\n"
+        "{\"type\":\"error\",\"error\":\(BeanInspect.JSONText.string(message))}\n"
     }
 
     public enum RequestError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -79,6 +79,6 @@ public enum RejectStreamProtocol {
         let prefix = line.prefix(80)
         var text = String(decoding: prefix, as: UTF8.self)
         if line.count > 80 { text += "…" }
-        return JSONText.string(text)
+        return BeanInspect.JSONText.string(text)
     }
 }

@@ -29,7 +29,7 @@ public final class RejectSequenceFile: @unchecked Sendable {
         var durable: UInt64
         var issuedBeyondReservation: UInt64 = 0
         var writeErrors: UInt64 = 0
-        var lastError: StateFileError?
+        var lastError: BeanInspect.StateFileError?
         var finished = false
     }
 
@@ -38,19 +38,19 @@ public final class RejectSequenceFile: @unchecked Sendable {
 
     /// Reads the reservation (a missing file is a fresh start: first number 1) and persists the
     /// first block before returning, so a failing state directory stops the daemon at start.
-    public init(stateDirectory: String, blockSize: UInt64 = 65_536) throws(StateFileError) {
+    public init(stateDirectory: String, blockSize: UInt64 = 65_536) throws(BeanInspect.StateFileError) {
         let path = stateDirectory.hasSuffix("/") ? stateDirectory + Self.fileName : stateDirectory + "/" + Self.fileName
         self.path = path
         self.blockSize = max(blockSize, 2)
-        let reserved = try AtomicFile.read(path).map { text throws(StateFileError) in
+        let reserved = try BeanInspect.AtomicFile.read(path).map { text throws(BeanInspect.StateFileError) in
             try Self.parse(text, path: path)
         } ?? 0
         guard reserved <= Self.maximum - self.blockSize else {
-            throw StateFileError(path: path, reason: "reservation \(reserved) is too close to the largest sequence number \(Self.maximum)")
+            throw BeanInspect.StateFileError(path: path, reason: "reservation \(reserved) is too close to the largest sequence number \(Self.maximum)")
         }
         firstSequence = reserved + 1
         let initial = reserved + self.blockSize
-        try AtomicFile.write(Self.render(initial), to: path)
+        try BeanInspect.AtomicFile.write(Self.render(initial), to: path)
         state = Mutex(State(requested: initial, durable: initial))
     }
 
@@ -84,7 +84,7 @@ public final class RejectSequenceFile: @unchecked Sendable {
         public var durableReservation: UInt64
         public var issuedBeyondReservation: UInt64
         public var writeErrors: UInt64
-        public var lastError: StateFileError?
+        public var lastError: BeanInspect.StateFileError?
     }
 
     public var status: Status {
@@ -99,7 +99,7 @@ public final class RejectSequenceFile: @unchecked Sendable {
         let current = state.withLock { $0.durable }
         guard force || value > current else { return }
         do {
-            try AtomicFile.write(Self.render(value), to: path)
+            try BeanInspect.AtomicFile.write(Self.render(value), to: path)
             state.withLock { $0.durable = value }
         } catch {
             state.withLock {
@@ -115,7 +115,7 @@ public final class RejectSequenceFile: @unchecked Sendable {
         "# beand reject-stream sequence reservation; see beand-rejects(7)\nversion = \(formatVersion)\nreserved = \(reserved)\n"
     }
 
-    static func parse(_ text: String, path: String) throws(StateFileError) -> UInt64 {
+    static func parse(_ text: String, path: String) throws(BeanInspect.StateFileError) -> UInt64 {
         var version: Int?
         var reserved: UInt64?
         var lineNumber = 0
@@ -125,27 +125,27 @@ public final class RejectSequenceFile: @unchecked Sendable {
             if line.isEmpty || line.hasPrefix("#") { continue }
             let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmedSpace() }
             guard parts.count == 2 else {
-                throw StateFileError(path: path, line: lineNumber, reason: "expected KEY = VALUE, got '\(line)'")
+                throw BeanInspect.StateFileError(path: path, line: lineNumber, reason: "expected KEY = VALUE, got '\(line)'")
             }
             switch parts[0] {
             case "version":
-                guard version == nil else { throw StateFileError(path: path, line: lineNumber, reason: "duplicate key 'version'") }
+                guard version == nil else { throw BeanInspect.StateFileError(path: path, line: lineNumber, reason: "duplicate key 'version'") }
                 guard let number = Int(parts[1]), number == formatVersion else {
-                    throw StateFileError(path: path, line: lineNumber, reason: "unsupported version '\(parts[1])' (this beand reads \(formatVersion))")
+                    throw BeanInspect.StateFileError(path: path, line: lineNumber, reason: "unsupported version '\(parts[1])' (this beand reads \(formatVersion))")
                 }
                 version = number
             case "reserved":
-                guard reserved == nil else { throw StateFileError(path: path, line: lineNumber, reason: "duplicate key 'reserved'") }
+                guard reserved == nil else { throw BeanInspect.StateFileError(path: path, line: lineNumber, reason: "duplicate key 'reserved'") }
                 guard let number = UInt64(parts[1]) else {
-                    throw StateFileError(path: path, line: lineNumber, reason: "reserved must be a non-negative integer, got '\(parts[1])'")
+                    throw BeanInspect.StateFileError(path: path, line: lineNumber, reason: "reserved must be a non-negative integer, got '\(parts[1])'")
                 }
                 reserved = number
             default:
-                throw StateFileError(path: path, line: lineNumber, reason: "unknown key '\(parts[0])'")
+                throw BeanInspect.StateFileError(path: path, line: lineNumber, reason: "unknown key '\(parts[0])'")
             }
         }
-        guard version != nil else { throw StateFileError(path: path, reason: "missing 'version = \(formatVersion)' (empty or truncated file?)") }
-        guard let reserved else { throw StateFileError(path: path, reason: "missing key 'reserved'") }
+        guard version != nil else { throw BeanInspect.StateFileError(path: path, reason: "missing 'version = \(formatVersion)' (empty or truncated file?)") }
+        guard let reserved else { throw BeanInspect.StateFileError(path: path, reason: "missing key 'reserved'") }
         return reserved
     }
 }

@@ -7,16 +7,16 @@ import Testing
 
 @Suite(.serialized) struct RejectSequenceTests {
     @Test func freshStateStartsAtOneAndReservesABlock() throws {
-        let directory = try makeTemporaryDirectory()
+        let directory = try makeRejectTestDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let file = try RejectSequenceFile(stateDirectory: directory, blockSize: 100)
         #expect(file.firstSequence == 1)
-        let text = try #require(try AtomicFile.read(file.path))
+        let text = try #require(try BeanInspect.AtomicFile.read(file.path))
         #expect(try RejectSequenceFile.parse(text, path: file.path) == 100)
     }
 
     @Test func crashWithoutFinishNeverReusesANumber() throws {
-        let directory = try makeTemporaryDirectory()
+        let directory = try makeRejectTestDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var issued: UInt64 = 0
         do {
@@ -37,7 +37,7 @@ import Testing
     }
 
     @Test func cleanStopContinuesRightAfterTheLastNumber() async throws {
-        let directory = try makeTemporaryDirectory()
+        let directory = try makeRejectTestDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let configuration = RejectStreamConfiguration(socketPath: directory + "/r.sock", resumeWindowMilliseconds: 100)
@@ -45,7 +45,7 @@ import Testing
         let first = try await RejectStreamServer.start(
             configuration: configuration, sequenceFile: try RejectSequenceFile(stateDirectory: directory, blockSize: 8),
             eventLoop: group.next())
-        for i in 1...20 { first.publish(sampleEvent(bean: UInt64(i))) }
+        for i in 1...20 { first.publish(sampleRejectEvent(bean: UInt64(i))) }
         await first.shutdown()
 
         let second = try await RejectStreamServer.start(
@@ -53,11 +53,11 @@ import Testing
             eventLoop: group.next())
         #expect(second.firstSequence == 21)
         // A consumer of the first run resumes: the numbers it missed before the restart are a gap.
-        let client = try StreamClient(path: configuration.socketPath)
+        let client = try RejectTestConsumer(path: configuration.socketPath)
         client.send("{\"resume_after\": 17}\n")
         try await Task.sleep(for: .milliseconds(20))
-        second.publish(sampleEvent(bean: 100))
-        var received = Received()
+        second.publish(sampleRejectEvent(bean: 100))
+        var received = ReceivedStream()
         while received.events.isEmpty, let object = client.readObject() { received.take(object) }
         #expect(received.gaps.count == 1)
         #expect(received.gaps.first.map { [$0.from, $0.to] } == [18, 20])
@@ -79,7 +79,7 @@ import Testing
         ("version = 1\nreserved = 9007199254740990\n", "too close to the largest sequence number"),
     ])
     func corruptSequenceFileIsAClearError(content: String, expected: String) throws {
-        let directory = try makeTemporaryDirectory()
+        let directory = try makeRejectTestDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/rejects.seq"
         try content.write(toFile: path, atomically: false, encoding: .utf8)
@@ -109,8 +109,8 @@ import Testing
 
     @Test func gapAndErrorLinesAreJSON() throws {
         let gap = try JSONSerialization.jsonObject(with: Data(RejectStreamProtocol.gapLine(from: 5, to: 9, reason: .overflow).utf8)) as? [String: Any]
-        #expect(gap?.type == "gap")
-        #expect(gap?.uint("count") == 5)
+        #expect(gap?.streamType == "gap")
+        #expect(gap?.streamUInt("count") == 5)
         let error = try JSONSerialization.jsonObject(with: Data(RejectStreamProtocol.errorLine("bad \"x\"\n").utf8)) as? [String: Any]
         #expect(error?["error"] as? String == "bad \"x\"\n")
     }

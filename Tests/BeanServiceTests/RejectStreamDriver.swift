@@ -37,7 +37,7 @@ import Testing
         loop: while true {
             guard let (id, words) = readCommand(in: directory), id > lastID else {
                 idle += 1
-                if idle > 12_000 { throw TestFailure("no command from the integration script for 60 s") }
+                if idle > 12_000 { throw RejectTestError("no command from the integration script for 60 s") }
                 try await Task.sleep(for: .milliseconds(5))
                 continue
             }
@@ -50,7 +50,7 @@ import Testing
                 let start = MonotonicInstant.now()
                 for i in 0..<count {
                     bean += 1
-                    last = server.publish(sampleEvent(bean: bean, neighbors: 10)) ?? 0
+                    last = server.publish(sampleRejectEvent(bean: bean, neighbors: 10)) ?? 0
                     let due = Double(i + 1) / rate
                     let ahead = due - MonotonicInstant.now().seconds(since: start)
                     if ahead > 0.002 { try await Task.sleep(for: .microseconds(Int(ahead * 1e6))) }
@@ -70,7 +70,7 @@ import Testing
                 try acknowledge(id, "stopped", in: directory)
                 break loop
             default:
-                throw TestFailure("unknown driver command \(words)")
+                throw RejectTestError("unknown driver command \(words)")
             }
         }
         try await group.shutdownGracefully()
@@ -84,6 +84,6 @@ import Testing
     }
 
     private func acknowledge(_ id: Int, _ result: String, in directory: String) throws {
-        try AtomicFile.write("\(id) \(result)\n", to: directory + "/ack")
+        try BeanInspect.AtomicFile.write("\(id) \(result)\n", to: directory + "/ack")
     }
 }

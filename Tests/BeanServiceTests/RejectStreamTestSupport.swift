@@ -4,14 +4,14 @@ import Foundation
 @testable import BeanService
 
 /// A blocking Unix-socket client reading newline-delimited JSON, as a consumer program would.
-final class StreamClient {
+final class RejectTestConsumer {
     let fd: Int32
     private var buffer: [UInt8] = []
     private(set) var closedByPeer = false
 
     init(path: String, receiveBuffer: Int? = nil) throws {
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestFailure("socket: \(errno)") }
+        guard fd >= 0 else { throw RejectTestError("socket: \(errno)") }
         if var size = receiveBuffer.map(Int32.init) {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
@@ -26,7 +26,7 @@ final class StreamClient {
         guard rc == 0 else {
             let code = errno
             close(fd)
-            throw TestFailure("connect \(path): \(String(cString: strerror(code)))")
+            throw RejectTestError("connect \(path): \(String(cString: strerror(code)))")
         }
     }
 
@@ -80,20 +80,20 @@ final class StreamClient {
     }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
+struct RejectTestError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
 }
 
-func makeTemporaryDirectory() throws -> String {
+func makeRejectTestDirectory() throws -> String {
     var template = Array("/tmp/bstest-XXXXXX".utf8CString)
     guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-        throw TestFailure("mkdtemp failed")
+        throw RejectTestError("mkdtemp failed")
     }
     return String(cString: made)
 }
 
-func sampleEvent(bean: UInt64, neighbors: Int = 3) -> RejectEvent {
+func sampleRejectEvent(bean: UInt64, neighbors: Int = 3) -> RejectEvent {
     RejectEvent(beanID: bean, camera: "cam0", frameSequence: bean / 4, lane: Int(bean % 8), verdict: .reject,
                 reason: .vote, label: "Black", score: 0.75, captured: MonotonicInstant(nanoseconds: bean * 1_000),
                 decided: MonotonicInstant(nanoseconds: bean * 1_000 + 500), ejectAt: nil,
@@ -101,20 +101,20 @@ func sampleEvent(bean: UInt64, neighbors: Int = 3) -> RejectEvent {
 }
 
 extension Dictionary where Key == String, Value == Any {
-    var type: String? { self["type"] as? String }
-    func uint(_ key: String) -> UInt64? { (self[key] as? NSNumber)?.uint64Value }
+    var streamType: String? { self["type"] as? String }
+    func streamUInt(_ key: String) -> UInt64? { (self[key] as? NSNumber)?.uint64Value }
 }
 
 /// Everything a consumer received, checked against the stream's promises.
-struct Received {
+struct ReceivedStream {
     var events: [UInt64] = []
     var gaps: [(from: UInt64, to: UInt64, reason: String)] = []
     var errors: [String] = []
 
     mutating func take(_ object: [String: Any]) {
-        switch object.type {
-        case "reject": events.append(object.uint("seq") ?? 0)
-        case "gap": gaps.append((object.uint("from_seq") ?? 0, object.uint("to_seq") ?? 0, object["reason"] as? String ?? ""))
+        switch object.streamType {
+        case "reject": events.append(object.streamUInt("seq") ?? 0)
+        case "gap": gaps.append((object.streamUInt("from_seq") ?? 0, object.streamUInt("to_seq") ?? 0, object["reason"] as? String ?? ""))
         default: errors.append("\(object)")
         }
     }
@@ -133,5 +133,5 @@ func waitForConsumers(_ server: RejectStreamServer, _ count: Int) async throws {
         if await server.statistics().consumers >= count { return }
         try await Task.sleep(for: .milliseconds(10))
     }
-    throw TestFailure("server did not accept \(count) consumers within 5 s")
+    throw RejectTestError("server did not accept \(count) consumers within 5 s")
 }

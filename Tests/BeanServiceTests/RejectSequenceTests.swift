@@ -36,6 +36,18 @@ import Testing
         #expect(restarted.firstSequence <= issued + 101)
     }
 
+    @Test func failingStateDirectoryIsCountedAndNeverBlocksIssuing() throws {
+        let directory = try makeRejectTestDirectory()
+        let file = try RejectSequenceFile(stateDirectory: directory, blockSize: 4)
+        try FileManager.default.removeItem(atPath: directory)  // the disk goes away under the daemon
+        for seq in file.firstSequence..<(file.firstSequence + 40) { file.issued(seq) }
+        for _ in 0..<500 where file.status.writeErrors == 0 { usleep(2_000) }
+        let status = file.status
+        #expect(status.writeErrors > 0)
+        #expect(status.issuedBeyondReservation > 0)
+        #expect(status.lastError.map { "\($0)".contains(directory) } == true)
+    }
+
     @Test func cleanStopContinuesRightAfterTheLastNumber() async throws {
         let directory = try makeRejectTestDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -1,0 +1,229 @@
+import BeanCore
+
+/// What the policy decided for one bean.
+public struct Decision: Sendable, Hashable {
+    public enum Reason: String, Sendable, Hashable, Codable {
+        /// Vote mode: a defect label's vote share reached its reject threshold.
+        case vote
+        /// Vote mode: no defect label reached its threshold.
+        case voteBelowThresholds = "vote-below-thresholds"
+        /// One-class mode: mean distance to the nearest good vectors above the threshold.
+        case oneClassDistance = "one-class-distance"
+        /// One-class mode: mean distance within the threshold.
+        case oneClassWithin = "one-class-within"
+        /// The nearest neighbour is farther than `Thresholds.unknownDistance`.
+        case unknown
+        /// No neighbour with a usable (finite) distance: empty store or a store error upstream.
+        case noNeighbors = "no-neighbors"
+        /// Not scored before its eject time; the fail-safe decided (see `FailSafe`).
+        case unscored
+    }
+
+    public var verdict: Verdict
+    /// Whether the ejector blows the bean off. `reject` always ejects, `accept` never; `unknown`
+    /// and `unscored` follow their configured actions.
+    public var eject: Bool
+    /// Vote mode: on reject the deciding defect label, on accept the label with the largest vote
+    /// share. One-class mode: nil on reject (an anomaly has no label), the nearest good
+    /// neighbour's label on accept. Unknown / unscored: nil.
+    public var label: Label?
+    /// Vote mode: the vote share (0…1) of `label`. One-class mode: the mean distance to the nearest
+    /// good vectors. Unknown: the nearest neighbour's distance. No neighbours / unscored: nil.
+    public var score: Double?
+    public var reason: Reason
+    /// One-class mode only: neighbours the caller passed whose label is not a good label. They are
+    /// skipped; a non-zero count means the caller did not restrict the search (a wiring bug).
+    public var skippedNeighbors: Int
+
+    public init(verdict: Verdict, eject: Bool, label: Label?, score: Double?, reason: Reason,
+                skippedNeighbors: Int = 0) {
+        self.verdict = verdict
+        self.eject = eject
+        self.label = label
+        self.score = score
+        self.reason = reason
+        self.skippedNeighbors = skippedNeighbors
+    }
+}
+
+/// Turns the neighbours the store returned for one bean into a decision. A pure value: the decision
+/// thread owns a copy and replaces it when thresholds change (`ThresholdBook`).
+///
+/// **Vote mode.** The caller passes the k nearest vectors over all labels (more are allowed; only
+/// the k nearest count). Each neighbour i votes with weight `w_i = 1 / (d_i + ε)`; the vote share of
+/// label L is `Σ_{label_i = L} w_i / Σ_i w_i`. The bean is rejected when some defect label L (a
+/// label not in `goodLabels`) has `share(L) ≥ thresholds.rejectShare(for: L)`; when several do, the
+/// one with the largest share decides (ties: the smaller name). Otherwise it is accepted.
+///
+/// **One-class mode.** The caller passes the k nearest vectors *among good-labelled vectors only*
+/// (search restricted to `goodLabels`; a store that holds only `Normal` vectors gives this for
+/// free). Score = mean distance of the k nearest; reject when `score > thresholds.oneClassDistance`.
+///
+/// **Unknown (both modes).** Checked first: when the nearest usable neighbour is farther than
+/// `thresholds.unknownDistance` (strictly), the verdict is `unknown` and `unknownAction` decides
+/// whether it is ejected. No usable neighbour at all is also `unknown` (reason `noNeighbors`).
+///
+/// Distances: non-finite distances (NaN, ∞) are unusable and ignored; negative distances (rounding
+/// in cosine distance) count as 0.
+public struct DecisionPolicy: Sendable, Hashable {
+    public enum Mode: String, Sendable, Hashable, CaseIterable {
+        case vote
+        case oneClass = "one-class"
+    }
+
+    public enum UnknownAction: String, Sendable, Hashable, CaseIterable {
+        case reject
+        case accept
+    }
+
+    public var mode: Mode
+    public var k: Int
+    public var goodLabels: Set<Label>
+    public var unknownAction: UnknownAction
+    public var thresholds: Thresholds
+    /// ε in the vote weight `1 / (d + ε)`: keeps an exact match (d = 0) finite.
+    public var distanceEpsilon: Double
+
+    public init(mode: Mode = .vote, k: Int = 5, goodLabels: Set<Label> = [.normal],
+                unknownAction: UnknownAction = .reject, thresholds: Thresholds = Thresholds(),
+                distanceEpsilon: Double = 1e-6) throws {
+        self.mode = mode
+        self.k = k
+        self.goodLabels = goodLabels
+        self.unknownAction = unknownAction
+        self.thresholds = thresholds
+        self.distanceEpsilon = distanceEpsilon
+        try validate()
+    }
+
+    /// Checks every field; the error says which one and why.
+    public func validate() throws {
+        guard k >= 1 else { throw DecisionPolicyError("k must be at least 1, got \(k)") }
+        guard !goodLabels.isEmpty else { throw DecisionPolicyError("at least one good label is required") }
+        guard distanceEpsilon.isFinite, distanceEpsilon > 0 else {
+            throw DecisionPolicyError("distance epsilon must be finite and > 0, got \(distanceEpsilon)")
+        }
+        if let problem = thresholds.problem(goodLabels: goodLabels) { throw DecisionPolicyError(problem) }
+    }
+
+    public func decide(_ neighbors: [Neighbor]) -> Decision {
+        switch mode {
+        case .vote: return decideByVote(neighbors)
+        case .oneClass: return decideOneClass(neighbors)
+        }
+    }
+
+    // MARK: - vote
+
+    private func decideByVote(_ all: [Neighbor]) -> Decision {
+        let used = Self.nearest(k, of: all, where: { _ in true })
+        guard let nearest = used.first else {
+            return unknown(score: nil, reason: .noNeighbors)
+        }
+        let nearestDistance = Self.usableDistance(nearest.distance) ?? .infinity
+        if let limit = thresholds.unknownDistance, nearestDistance > limit {
+            return unknown(score: nearestDistance, reason: .unknown)
+        }
+
+        // k is small (tens at most): a linear table keeps this allocation-light and ordered.
+        var tally: [(label: Label, weight: Double)] = []
+        tally.reserveCapacity(used.count)
+        var total = 0.0
+        for neighbor in used {
+            guard let distance = Self.usableDistance(neighbor.distance) else { continue }
+            let weight = 1.0 / (distance + distanceEpsilon)
+            total += weight
+            if let index = tally.firstIndex(where: { $0.label == neighbor.label }) {
+                tally[index].weight += weight
+            } else {
+                tally.append((neighbor.label, weight))
+            }
+        }
+
+        var rejectBy: (label: Label, share: Double)?
+        var top: (label: Label, share: Double)?
+        for entry in tally {
+            let share = entry.weight / total
+            if top.map({ Self.prefer(entry.label, share, over: $0.label, $0.share, good: goodLabels) }) ?? true {
+                top = (entry.label, share)
+            }
+            guard !goodLabels.contains(entry.label) else { continue }
+            // A relative tolerance so that, e.g., two equal votes of four reach a 0.5 threshold
+            // despite rounding in the weight sums.
+            guard share + 1e-12 >= thresholds.rejectShare(for: entry.label) else { continue }
+            if rejectBy.map({ Self.prefer(entry.label, share, over: $0.label, $0.share, good: []) }) ?? true {
+                rejectBy = (entry.label, share)
+            }
+        }
+        if let rejectBy {
+            return Decision(verdict: .reject, eject: true, label: rejectBy.label, score: rejectBy.share, reason: .vote)
+        }
+        return Decision(verdict: .accept, eject: false, label: top?.label, score: top?.share,
+                        reason: .voteBelowThresholds)
+    }
+
+    /// Larger share wins; on equal shares a good label wins (accept reports the good label), then
+    /// the smaller name, so the result never depends on the store's order.
+    private static func prefer(_ label: Label, _ share: Double, over other: Label, _ otherShare: Double,
+                               good: Set<Label>) -> Bool {
+        if share != otherShare { return share > otherShare }
+        let isGood = good.contains(label), otherIsGood = good.contains(other)
+        if isGood != otherIsGood { return isGood }
+        return label.name < other.name
+    }
+
+    // MARK: - one-class
+
+    private func decideOneClass(_ all: [Neighbor]) -> Decision {
+        let skipped = all.reduce(0) { $0 + (goodLabels.contains($1.label) ? 0 : 1) }
+        let used = Self.nearest(k, of: all, where: { goodLabels.contains($0.label) })
+        guard let nearest = used.first, let nearestDistance = Self.usableDistance(nearest.distance) else {
+            return unknown(score: nil, reason: .noNeighbors, skipped: skipped)
+        }
+        if let limit = thresholds.unknownDistance, nearestDistance > limit {
+            return unknown(score: nearestDistance, reason: .unknown, skipped: skipped)
+        }
+        var sum = 0.0
+        for neighbor in used { sum += Self.usableDistance(neighbor.distance) ?? 0 }
+        let mean = sum / Double(used.count)
+        if mean > thresholds.oneClassDistance {
+            return Decision(verdict: .reject, eject: true, label: nil, score: mean, reason: .oneClassDistance,
+                            skippedNeighbors: skipped)
+        }
+        return Decision(verdict: .accept, eject: false, label: nearest.label, score: mean, reason: .oneClassWithin,
+                        skippedNeighbors: skipped)
+    }
+
+    // MARK: - shared
+
+    private func unknown(score: Double?, reason: Decision.Reason, skipped: Int = 0) -> Decision {
+        Decision(verdict: .unknown, eject: unknownAction == .reject, label: nil, score: score, reason: reason,
+                 skippedNeighbors: skipped)
+    }
+
+    static func usableDistance(_ distance: Float) -> Double? {
+        guard distance.isFinite else { return nil }
+        return Double(max(distance, 0))
+    }
+
+    /// The (at most) `k` nearest usable neighbours passing `include`, nearest first. The store
+    /// returns k sorted neighbours, so the common case is a filtered copy of a short array.
+    static func nearest(_ k: Int, of neighbors: [Neighbor], where include: (Neighbor) -> Bool) -> [Neighbor] {
+        var usable = neighbors.filter { include($0) && $0.distance.isFinite }
+        var sorted = true
+        for index in usable.indices.dropFirst() where usable[index - 1].distance > usable[index].distance {
+            sorted = false
+            break
+        }
+        if !sorted {
+            usable.sort { ($0.distance, $0.vectorID) < ($1.distance, $1.vectorID) }
+        }
+        if usable.count > k { usable.removeLast(usable.count - k) }
+        return usable
+    }
+}
+
+public struct DecisionPolicyError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

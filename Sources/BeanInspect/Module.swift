@@ -1,1 +1,0 @@
-// BeanInspect: see ../shared/design.md for what this module owns.

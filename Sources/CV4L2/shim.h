@@ -2,6 +2,7 @@
 #define BEAND_CV4L2_SHIM_H
 // libv4l2 plus the VIDIOC_* request codes, which are function-like macros Swift cannot import.
 #include <libv4l2.h>
+#include <libv4lconvert.h>
 #include <linux/videodev2.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -21,6 +22,18 @@ static inline unsigned long beand_VIDIOC_DQBUF(void) { return VIDIOC_DQBUF; }
 static inline unsigned long beand_VIDIOC_STREAMON(void) { return VIDIOC_STREAMON; }
 static inline unsigned long beand_VIDIOC_STREAMOFF(void) { return VIDIOC_STREAMOFF; }
 static inline unsigned long beand_VIDIOC_ENUM_FRAMESIZES(void) { return VIDIOC_ENUM_FRAMESIZES; }
+static inline unsigned long beand_VIDIOC_G_CTRL(void) { return VIDIOC_G_CTRL; }
+static inline unsigned long beand_VIDIOC_S_CTRL(void) { return VIDIOC_S_CTRL; }
+
+/// Pixel format codes are v4l2_fourcc() macros with arguments; Swift sees none of them.
+static inline unsigned int beand_V4L2_PIX_FMT_RGB24(void) { return V4L2_PIX_FMT_RGB24; }
+static inline unsigned int beand_V4L2_PIX_FMT_YUYV(void) { return V4L2_PIX_FMT_YUYV; }
+static inline unsigned int beand_V4L2_PIX_FMT_MJPEG(void) { return V4L2_PIX_FMT_MJPEG; }
+
+/// v4l2_mmap takes an int64 offset; exposed unchanged so the camera needs no Glibc mmap overlay.
+static inline void *beand_v4l2_mmap(int fd, size_t length, unsigned int offset) {
+    return v4l2_mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (int64_t)offset);
+}
 
 /// v4l2_ioctl is variadic in libv4l2.h; Swift cannot call variadic C functions.
 static inline int beand_v4l2_ioctl(int fd, unsigned long request, void *arg) {

@@ -322,6 +322,11 @@ public final class V4L2Camera: FrameSource {
     private func dequeueFreshest() throws -> Frame? {
         var newest: v4l2_buffer?
         while true {
+            // Ask poll, not DQBUF, whether another buffer is ready: libv4l2 logs every EAGAIN.
+            if newest != nil {
+                var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                guard poll(&pfd, 1, 0) == 1, pfd.revents & Int16(POLLIN) != 0 else { break }
+            }
             var buffer = v4l2_buffer()
             buffer.type = V4L2_BUF_TYPE_VIDEO_CAPTURE.rawValue
             buffer.memory = V4L2_MEMORY_MMAP.rawValue

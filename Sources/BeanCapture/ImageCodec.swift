@@ -82,7 +82,8 @@ public enum ImageCodec {
         try checkEncodable(frame, name: name)
         var image = pngImage(for: frame)
         var size: png_alloc_size_t = 0
-        let rowStride = Int32(frame.stride / frame.format.bytesPerPixel)
+        // libpng's row stride counts components (bytes, at 8 bits), not pixels.
+        let rowStride = Int32(frame.stride)
         // First call measures, second writes: libpng's simplified API has no growable buffer.
         let measured = frame.pixels.withUnsafeBytes { raw in
             png_image_write_to_memory(&image, nil, &size, 0, raw.baseAddress, rowStride, nil)

@@ -166,7 +166,9 @@ public final class V4L2Camera: FrameSource {
         fd = beand_v4l2_open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else {
             let code = errno
-            let kind: CameraError.Kind = (code == EACCES || code == EPERM) ? .unsupported : .unavailable
+            // Missing, unplugged or busy devices may come (back); anything else (permissions, not a
+            // V4L2 device: libv4l2 fails the open with ENOTTY) will not fix itself.
+            let kind: CameraError.Kind = [ENOENT, ENODEV, ENXIO, EIO, EBUSY].contains(code) ? .unavailable : .unsupported
             throw fail(kind, path, "cannot open: \(String(cString: strerror(code)))")
         }
 

@@ -3,6 +3,9 @@
 // libv4l2 plus the VIDIOC_* request codes, which are function-like macros Swift cannot import.
 #include <libv4l2.h>
 #include <libv4lconvert.h>
+#include <libv4l-plugin.h>
+#include <errno.h>
+#include <string.h>
 #include <linux/videodev2.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -42,5 +45,32 @@ static inline int beand_v4l2_ioctl(int fd, unsigned long request, void *arg) {
 /// v4l2_open is variadic (mode) as well.
 static inline int beand_v4l2_open(const char *path, int flags) {
     return v4l2_open(path, flags);
+}
+
+/// A libv4lconvert converter not attached to a device: its device operations answer QUERYCAP and
+/// offer exactly one source format (passed as the private pointer), so buffers can be converted
+/// (and the conversion measured against the native one) without a camera.
+static int beand_offline_ioctl(void *priv, int fd, unsigned long request, void *arg) {
+    (void)fd;
+    if (request == VIDIOC_QUERYCAP) {
+        struct v4l2_capability *cap = (struct v4l2_capability *)arg;
+        memset(cap, 0, sizeof *cap);
+        strcpy((char *)cap->driver, "beand-offline");
+        cap->capabilities = cap->device_caps = V4L2_CAP_VIDEO_CAPTURE | V4L2_CAP_STREAMING;
+        return 0;
+    }
+    if (request == VIDIOC_ENUM_FMT) {
+        struct v4l2_fmtdesc *desc = (struct v4l2_fmtdesc *)arg;
+        if (desc->index != 0) { errno = EINVAL; return -1; }
+        desc->pixelformat = (unsigned int)(unsigned long)priv;
+        return 0;
+    }
+    errno = ENOTTY;
+    return -1;
+}
+
+static inline struct v4lconvert_data *beand_v4lconvert_create_offline(unsigned int source_fourcc) {
+    static struct libv4l_dev_ops ops = { .ioctl = beand_offline_ioctl };
+    return v4lconvert_create_with_dev_ops(-1, (void *)(unsigned long)source_fourcc, &ops);
 }
 #endif

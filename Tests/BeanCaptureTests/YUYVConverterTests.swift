@@ -66,3 +66,16 @@ import Testing
         }
     }
 }
+
+@Suite struct LibV4LConverterTests {
+    @Test func convertsBuffersWithoutADevice() throws {
+        let converter = try #require(LibV4LConverter(width: 4, height: 2))
+        // Neutral chroma: libv4lconvert copies luma to all three channels.
+        let yuyv: [UInt8] = [50, 128, 100, 128, 150, 128, 200, 128,
+                             10, 128, 20, 128, 30, 128, 40, 128]
+        var rgb = [UInt8](repeating: 7, count: 24)
+        let ok = yuyv.withUnsafeBytes { src in rgb.withUnsafeMutableBytes { converter.convert(src, into: $0) } }
+        #expect(ok, "libv4lconvert: \(converter.lastError)")
+        #expect(rgb == [50, 100, 150, 200, 10, 20, 30, 40].flatMap { [$0, $0, $0] })
+    }
+}

@@ -28,23 +28,23 @@ struct BenchCapture: ParsableCommand {
         var rgb = [UInt8](repeating: 0, count: width * height * 3)
         let w = width, h = height
 
-        let native = Self.measure(seconds: seconds) {
+        guard let converter = LibV4LConverter(width: width, height: height) else {
+            throw ValidationError("libv4lconvert could not create an offline converter")
+        }
+        var failed = false
+        // Interleaved so both see the same load on a shared machine.
+        let (native, libv4l) = Self.measurePair(seconds: 2 * seconds, {
             yuyv.withUnsafeBytes { src in
                 rgb.withUnsafeMutableBufferPointer { dst in
                     YUYVConverter.convert(source: src, sourceStride: w * 2, destination: dst,
                                           destinationStride: w * 3, width: w, height: h)
                 }
             }
-        }
-        guard let converter = LibV4LConverter(width: width, height: height) else {
-            throw ValidationError("libv4lconvert could not create an offline converter")
-        }
-        var failed = false
-        let libv4l = Self.measure(seconds: seconds) {
+        }, {
             yuyv.withUnsafeBytes { src in
                 rgb.withUnsafeMutableBytes { dst in failed = !converter.convert(src, into: dst) || failed }
             }
-        }
+        })
         if failed { throw ValidationError("libv4lconvert failed: \(converter.lastError)") }
 
         // What the camera does with a native RGB24 buffer: copy rows out of the mmap'ed buffer.
@@ -94,19 +94,36 @@ struct BenchCapture: ParsableCommand {
         }
     }
 
+    /// Seconds per call of `a` and of `b`: medians of alternating timed batches after a warm-up.
+    static func measurePair(seconds: Double, _ a: () -> Void, _ b: () -> Void) -> (Double, Double) {
+        for _ in 0..<3 { a(); b() }
+        var samplesA: [Double] = [], samplesB: [Double] = []
+        let start = MonotonicInstant.now()
+        while MonotonicInstant.now().seconds(since: start) < seconds || samplesA.count < 5 {
+            samplesA.append(batch(a))
+            samplesB.append(batch(b))
+        }
+        return (median(samplesA), median(samplesB))
+    }
+
     /// Seconds per call of `body`, the median of timed batches after a warm-up.
     static func measure(seconds: Double, _ body: () -> Void) -> Double {
         for _ in 0..<3 { body() }
         var samples: [Double] = []
         let start = MonotonicInstant.now()
         while MonotonicInstant.now().seconds(since: start) < seconds || samples.count < 5 {
-            let t0 = MonotonicInstant.now()
-            for _ in 0..<5 { body() }
-            samples.append(MonotonicInstant.now().seconds(since: t0) / 5)
+            samples.append(batch(body))
         }
-        return samples.sorted()[samples.count / 2]
+        return median(samples)
     }
 
+    static func batch(_ body: () -> Void) -> Double {
+        let t0 = MonotonicInstant.now()
+        for _ in 0..<5 { body() }
+        return MonotonicInstant.now().seconds(since: t0) / 5
+    }
+
+    static func median(_ samples: [Double]) -> Double { samples.sorted()[samples.count / 2] }
     /// A YUYV frame with varying luma and chroma (so no branch predictor sees a constant).
     static func testPattern(width: Int, height: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: width * height * 2)

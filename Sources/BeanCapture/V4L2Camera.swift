@@ -341,7 +341,7 @@ public final class V4L2Camera: FrameSource {
             if let older = newest {
                 healthBoard.update { $0.skippedFrames += 1 }
                 account(older)
-                try requeue(older)
+                guard try requeue(older) else { return nil }
             }
             newest = buffer
         }
@@ -349,11 +349,12 @@ public final class V4L2Camera: FrameSource {
         account(buffer)
         if buffer.flags & UInt32(V4L2_BUF_FLAG_ERROR) != 0 || Int(buffer.index) >= buffers.count {
             healthBoard.update { $0.droppedFrames += 1 }
-            try requeue(buffer)
+            _ = try requeue(buffer)
             return nil
         }
         let frame = makeFrame(from: buffer)
-        try requeue(buffer)
+        // If the device is lost here, this frame is still good; the next call reopens.
+        _ = try requeue(buffer)
         let now = monotonicNanoseconds()
         rate.tick(now: now)
         let fps = rate.rate
@@ -374,11 +375,15 @@ public final class V4L2Camera: FrameSource {
         lastDriverSequence = buffer.sequence
     }
 
-    private func requeue(_ buffer: v4l2_buffer) throws {
+    /// Gives a buffer back to the driver. Returns false when the device was lost (and closed).
+    private func requeue(_ buffer: v4l2_buffer) throws -> Bool {
+        guard fd >= 0 else { return false }
         do {
             try queue(buffer.index, format?.devicePath ?? settings.device)
+            return true
         } catch let error as CameraError where error.kind == .unavailable {
             try handleLoss(error.detail)
+            return false
         }
     }
 

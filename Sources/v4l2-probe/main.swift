@@ -128,9 +128,39 @@ func lossRun(device: String) -> Bool {
     return after >= 30
 }
 
+/// With `exitOnLoss`, a pulled device must end the stream with an `unavailable` error instead of
+/// reopening.
+func exitOnLossRun(device: String) -> Bool {
+    var config = settings("vivid-exit", device: device, format: .auto)
+    config.exitOnLoss = true
+    let camera: V4L2Camera
+    do { camera = try V4L2Camera(settings: config, events: printer) }
+    catch { say([("exit_on_loss", "setup"), ("error", "\(error)")]); return false }
+    let thread = CaptureThread(source: camera, handoffCapacity: 4)
+    do { try thread.start() } catch { say([("exit_on_loss", "setup"), ("error", "\(error)")]); return false }
+    defer { thread.stop() }
+    var frames = 0, endedWith = "timeout", kind = ""
+    let deadline = MonotonicInstant.now().nanoseconds + 30_000_000_000
+    loop: while MonotonicInstant.now().nanoseconds < deadline {
+        switch thread.handoff.next(timeout: 0.2) {
+        case .frame:
+            frames += 1
+            if frames == 10 { close(open("/tmp/probe-streaming", O_CREAT | O_WRONLY, 0o644)) }
+        case .timedOut: continue
+        case .finished(let error):
+            endedWith = error == nil ? "end" : "error"
+            kind = (error as? CameraError)?.kind.rawValue ?? "\(error.map { "\($0)" } ?? "")"
+            break loop
+        }
+    }
+    say([("exit_on_loss", "result"), ("frames", "\(frames)"), ("ended_with", endedWith), ("error_kind", kind),
+         ("final_state", camera.health.state.rawValue)])
+    return endedWith == "error"
+}
+
 let arguments = CommandLine.arguments
 guard arguments.count >= 3 else {
-    print("usage: v4l2-probe capture DEVICE FORMAT COUNT | loss DEVICE")
+    print("usage: v4l2-probe capture DEVICE FORMAT COUNT | loss DEVICE | exit-on-loss DEVICE")
     exit(2)
 }
 switch arguments[1] {
@@ -141,7 +171,9 @@ case "capture" where arguments.count == 5:
     exit(captureRun(device: arguments[2], format: format, count: count) ? 0 : 1)
 case "loss":
     exit(lossRun(device: arguments[2]) ? 0 : 1)
+case "exit-on-loss":
+    exit(exitOnLossRun(device: arguments[2]) ? 0 : 1)
 default:
-    print("usage: v4l2-probe capture DEVICE FORMAT COUNT | loss DEVICE")
+    print("usage: v4l2-probe capture DEVICE FORMAT COUNT | loss DEVICE | exit-on-loss DEVICE")
     exit(2)
 }

@@ -78,6 +78,13 @@ def main(path):
         check(r["final_state"] == "streaming" and int(r["losses"]) == 1,
               f"loss: final state {r['final_state']}, losses {r['losses']}")
         check(r["seq_increasing"] == "true", "loss: sequence numbers increase across the reopen")
+    exits = [p for p in probe if p.get("exit_on_loss") == "result"]
+    check(len(exits) == 1, "exit_on_loss: result reported")
+    if exits:
+        e = exits[0]
+        check(int(e["frames"]) >= 10 and e["ended_with"] == "error" and e["error_kind"] == "unavailable"
+              and e["final_state"] == "stopped",
+              f"exit_on_loss: stream ended with an unavailable error, camera stopped ({e})")
     print(f"{len(failures)} check(s) failed" if failures else "all checks passed")
     return 1 if failures else 0
 

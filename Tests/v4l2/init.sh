@@ -41,5 +41,14 @@ while [ ! -e /tmp/probe-lost ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 sleep 1
 echo "$DEV" > /sys/bus/platform/drivers/vivid/bind && echo "HARNESS bound device=$DEV"
 wait $P; echo "HARNESS probe=loss rc=$?"
+
+# exit_on_loss: the same unbind must end the stream with an error instead of a reopen.
+rm -f /tmp/probe-streaming /tmp/probe-lost
+/probe/v4l2-probe exit-on-loss platform-vivid-video-index0 &
+P=$!
+i=0
+while [ ! -e /tmp/probe-streaming ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+echo "$DEV" > /sys/bus/platform/drivers/vivid/unbind && echo "HARNESS unbound-again device=$DEV"
+wait $P; echo "HARNESS probe=exit-on-loss rc=$?"
 echo "HARNESS done"
 reboot -f

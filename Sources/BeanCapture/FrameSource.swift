@@ -11,3 +11,8 @@ public protocol FrameSource: AnyObject {
     /// thread may call; sources implement it with an atomic flag.
     func requestStop()
 }
+
+extension FrameSource {
+    /// Sources that never block for long (test doubles) need not implement it.
+    public func requestStop() {}
+}

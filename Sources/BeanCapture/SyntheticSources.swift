@@ -146,7 +146,7 @@ public final class BeltSimulator: FrameSource {
     private let period: Int
     private let stop = StopFlag()
     private var pacer: FramePacer
-    private var ring = PixelBufferRing(slots: 4)
+    private var ring = PixelBufferRing(slots: 6)
     private var sequence: UInt64 = 0
     private var start: MonotonicInstant?
 

@@ -67,7 +67,8 @@ public final class V4L2Camera: FrameSource {
         self.events = events
         self.searchDirectories = searchDirectories
         self.healthBoard = CameraHealthBoard(camera: settings.name)
-        self.ring = PixelBufferRing(slots: 4)
+        // Handoff (default 4) + the frame the consumer works on + the one being written.
+        self.ring = PixelBufferRing(slots: 6)
         self.backoff = settings.reopenBackoffInitial
     }
 
@@ -347,7 +348,8 @@ public final class V4L2Camera: FrameSource {
         }
         guard let buffer = newest else { return nil }
         account(buffer)
-        if buffer.flags & UInt32(V4L2_BUF_FLAG_ERROR) != 0 || Int(buffer.index) >= buffers.count {
+        if buffer.flags & UInt32(V4L2_BUF_FLAG_ERROR) != 0 || Int(buffer.index) >= buffers.count
+            || payload(of: buffer).count < frameBytesNeeded {
             healthBoard.update { $0.droppedFrames += 1 }
             _ = try requeue(buffer)
             return nil
@@ -387,11 +389,22 @@ public final class V4L2Camera: FrameSource {
         }
     }
 
+    /// The filled part of a driver buffer (drivers that leave `bytesused` at 0 fill all of it).
+    private func payload(of buffer: v4l2_buffer) -> UnsafeRawBufferPointer {
+        let mapped = buffers[Int(buffer.index)]
+        let used = buffer.bytesused == 0 ? mapped.length : min(Int(buffer.bytesused), mapped.length)
+        return UnsafeRawBufferPointer(start: mapped.start, count: used)
+    }
+
+    /// Bytes a complete frame occupies in a driver buffer; a shorter buffer is dropped, not read.
+    private var frameBytesNeeded: Int {
+        let bytesPerPixel = (format?.convertedNatively ?? false) ? 2 : 3
+        return stride * (settings.height - 1) + settings.width * bytesPerPixel
+    }
+
     private func makeFrame(from buffer: v4l2_buffer) -> Frame {
         let width = settings.width, height = settings.height
-        let source = UnsafeRawBufferPointer(start: buffers[Int(buffer.index)].start,
-                                            count: min(Int(buffer.bytesused == 0 ? UInt32(buffers[Int(buffer.index)].length) : buffer.bytesused),
-                                                       buffers[Int(buffer.index)].length))
+        let source = payload(of: buffer)
         let sourceStride = stride
         let nativeYUYV = format?.convertedNatively ?? false
         let pixels = ring.fill(count: width * height * 3) { destination in

@@ -35,6 +35,11 @@ if [ ! -f "$kdir/.done" ]; then
   rm -rf "$kdir"; mkdir -p "$kdir"
   dpkg-deb -x "$deb" "$kdir/root"
   depmod -b "$kdir/root" "$kver"
+  # Keep only what the harness uses (the kernel and drivers/media, where the whole vivid chain
+  # lives): 400 MB unpacked shrinks to a few tens.
+  find "$kdir/root/lib/modules/$kver/kernel" -mindepth 1 -maxdepth 1 ! -name drivers -exec rm -rf {} +
+  find "$kdir/root/lib/modules/$kver/kernel/drivers" -mindepth 1 -maxdepth 1 ! -name media -exec rm -rf {} +
+  rm -rf "$kdir/root/usr"
   touch "$kdir/.done"
 fi
 moddir="$kdir/root/lib/modules/$kver"

@@ -52,6 +52,8 @@ let package = Package(
             "BeanCore", "BeanCapture", "BeanVision", "BeanNet", "BeanStore", "BeanService",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // Test-only: the capture probe the real-V4L2 harness (Tests/v4l2) boots in QEMU.
+        .executableTarget(name: "v4l2-probe", dependencies: ["BeanCore", "BeanCapture"]),
 
         .testTarget(name: "BeanCoreTests", dependencies: ["BeanCore"]),
         .testTarget(name: "BeanCaptureTests", dependencies: ["BeanCapture"]),

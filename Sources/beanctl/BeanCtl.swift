@@ -11,6 +11,7 @@ struct BeanCtl: ParsableCommand {
         version: BeandVersion.string,
         subcommands: [
             Bench.self,
+            Store.self,
         ]
     )
 }
@@ -19,6 +20,6 @@ struct BeanCtl: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the speed of beand's engines on this machine.",
-        subcommands: []
+        subcommands: [BenchStore.self]
     )
 }

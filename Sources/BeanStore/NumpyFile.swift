@@ -65,12 +65,12 @@ public enum NumpyFile {
         }
         var values = [Float](repeating: 0, count: n)
         bytes.withUnsafeBytes { raw in
+            if width == 4 {
+                values.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[dataStart...])) }
+                return
+            }
             for i in 0..<n {
-                if width == 4 {
-                    values[i] = Float(bitPattern: raw.loadUnaligned(fromByteOffset: dataStart + 4 * i, as: UInt32.self).littleEndian)
-                } else {
-                    values[i] = Float(Double(bitPattern: raw.loadUnaligned(fromByteOffset: dataStart + 8 * i, as: UInt64.self).littleEndian))
-                }
+                values[i] = Float(Double(bitPattern: raw.loadUnaligned(fromByteOffset: dataStart + 8 * i, as: UInt64.self).littleEndian))
             }
         }
         return Matrix(rows: rows, columns: columns, values: values)
@@ -78,15 +78,13 @@ public enum NumpyFile {
 
     public static func write(_ values: [Float], rows: Int, columns: Int, to path: String) throws {
         var data = header(descr: "<f4", rows: rows, columns: columns)
-        data.reserveCapacity(data.count + values.count * 4)
-        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+        values.withUnsafeBytes { data.append(contentsOf: $0) }  // little-endian host (x86-64, arm64)
         try writeAll(data, to: path)
     }
 
     public static func write(_ values: [Int64], rows: Int, columns: Int, to path: String) throws {
         var data = header(descr: "<i8", rows: rows, columns: columns)
-        data.reserveCapacity(data.count + values.count * 8)
-        for v in values { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
+        values.withUnsafeBytes { data.append(contentsOf: $0) }
         try writeAll(data, to: path)
     }
 

@@ -29,10 +29,14 @@ func jsonLine(_ object: Any) throws -> String {
     return String(decoding: data, as: UTF8.self)
 }
 
+/// UTC, millisecond precision, e.g. 2026-11-22T16:21:31.154Z.
 func isoTime(ns: Int64) -> String {
-    let formatter = ISO8601DateFormatter()
-    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    return formatter.string(from: Date(timeIntervalSince1970: Double(ns) / 1e9))
+    var seconds = time_t(ns / 1_000_000_000)
+    var parts = tm()
+    gmtime_r(&seconds, &parts)
+    let millis = Int((ns % 1_000_000_000 + 1_000_000_000) % 1_000_000_000 / 1_000_000)
+    return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
+                  Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), millis)
 }
 
 struct StoreInfo: ParsableCommand {
@@ -125,17 +129,23 @@ struct StoreAdd: ParsableCommand {
         let initial: GenerationDraft? = fingerprintBytes.map {
             GenerationDraft(dimension: matrix.columns, metric: metric, fingerprint: $0)
         }
-        let published = try StoreWriter(directory: store.directory, keep: keep).update(creatingWith: initial) { draft in
-            guard draft.dimension == matrix.columns else {
-                throw StoreError.Reason.dimensionMismatch(store: draft.dimension, encoder: matrix.columns)
+        let published: StoreWriter.Published
+        do {
+            published = try StoreWriter(directory: store.directory, keep: keep).update(creatingWith: initial) { draft in
+                guard draft.dimension == matrix.columns else {
+                    throw StoreError.Reason.invalidInput(
+                        "\(vectors) has \(matrix.columns) columns but the store holds dimension \(draft.dimension)")
+                }
+                if let fingerprintBytes, fingerprintBytes != draft.fingerprint {
+                    throw StoreError.Reason.invalidInput(
+                        "store was made for encoder \"\(String(decoding: draft.fingerprint, as: UTF8.self))\", --fingerprint says \"\(fingerprint ?? "")\"")
+                }
+                let sources = (0..<UInt64(matrix.rows)).map { sourceStart + $0 }
+                try draft.append(vectors: matrix.values, labels: rowLabels, author: author,
+                                 sourceIDs: sources, addedNs: Int64(Date().timeIntervalSince1970 * 1e9))
             }
-            if let fingerprintBytes, fingerprintBytes != draft.fingerprint {
-                throw StoreError.Reason.fingerprintMismatch(store: String(decoding: draft.fingerprint, as: UTF8.self),
-                                                            encoder: fingerprint ?? "")
-            }
-            let sources = (0..<UInt64(matrix.rows)).map { sourceStart + $0 }
-            try draft.append(vectors: matrix.values, labels: rowLabels, author: author,
-                             sourceIDs: sources, addedNs: Int64(Date().timeIntervalSince1970 * 1e9))
+        } catch let error as StoreError where error.reason == .noCurrentGeneration && fingerprint == nil {
+            throw ValidationError("\(store.directory) has no generation yet: give --fingerprint (the encoder's) to create the store")
         }
         print("published generation \(published.generation) (\(published.count) vectors, +\(matrix.rows))")
     }
@@ -193,12 +203,17 @@ struct StoreExport: ParsableCommand {
         let g = try StoreDirectory.openCurrent(directory: store.directory)
         var values = [Float]()
         values.reserveCapacity(g.count * g.dimension)
-        var csv = "id,label,source_id,added,author\n"
+        var lines = ["id,label,source_id,added,author"]
+        lines.reserveCapacity(g.count + 1)
+        let labels = g.labels.map(csvField), authors = g.authors.map(csvField)
+        var lastNs: Int64 = .min, lastTime = ""
         for row in 0..<g.count {
             g.withVector(at: row) { values.append(contentsOf: $0) }
             let m = g.metadata(at: row)
-            csv += "\(row),\(csvField(g.labels[Int(m.labelID)])),\(m.sourceID),\(isoTime(ns: m.addedNs)),\(csvField(g.authors[Int(m.authorID)]))\n"
+            if m.addedNs != lastNs { lastNs = m.addedNs; lastTime = isoTime(ns: m.addedNs) }
+            lines.append("\(row),\(labels[Int(m.labelID)]),\(m.sourceID),\(lastTime),\(authors[Int(m.authorID)])")
         }
+        let csv = lines.joined(separator: "\n") + "\n"
         try NumpyFile.write(values, rows: g.count, columns: g.dimension, to: output + ".vectors.npy")
         try csv.write(toFile: output + ".labels.csv", atomically: true, encoding: .utf8)
         print("exported generation \(g.generation): \(g.count) vectors to \(output).vectors.npy, \(output).labels.csv")

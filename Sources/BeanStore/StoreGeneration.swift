@@ -39,6 +39,9 @@ public final class StoreGeneration: @unchecked Sendable {
 
     let mapping: UnsafeMutableRawPointer
     let mappedLength: Int
+    /// The rows copied out of the mapping into anonymous memory backed by transparent huge pages
+    /// (2 MB pages: no TLB miss and no prefetch stop every 4 KB of the scan); nil for an empty store.
+    let scanCopy: HugePageBuffer?
     /// Row `i` starts at `rows + i * rowStrideFloats`; the padding after `dimension` is zero.
     let rows: UnsafePointer<Float>
     let rowStrideFloats: Int
@@ -97,7 +100,20 @@ public final class StoreGeneration: @unchecked Sendable {
         self.createdNs = parsed.createdNs
         self.checksum = parsed.checksum
         self.rowStrideFloats = parsed.rowStride / 4
-        self.rows = UnsafeRawPointer(map).advanced(by: parsed.rowsOffset).assumingMemoryBound(to: Float.self)
+        let mappedRows = UnsafeRawPointer(map).advanced(by: parsed.rowsOffset)
+        let rowBytes = parsed.count * parsed.rowStride
+        if rowBytes > 0, let copy = HugePageBuffer(byteCount: rowBytes) {
+            copy.pointer.copyMemory(from: mappedRows, byteCount: rowBytes)
+            // The scan reads the copy; let the kernel reclaim the file pages of the rows.
+            let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+            let start = (parsed.rowsOffset + page - 1) / page * page
+            if start < size { _ = madvise(map + start, size - start, MADV_DONTNEED) }
+            self.scanCopy = copy
+            self.rows = UnsafeRawPointer(copy.pointer).assumingMemoryBound(to: Float.self)
+        } else {
+            self.scanCopy = nil
+            self.rows = mappedRows.assumingMemoryBound(to: Float.self)
+        }
         self.squaredNorms = UnsafeRawPointer(map).advanced(by: parsed.normsOffset).assumingMemoryBound(to: Float.self)
         self.metadataBase = UnsafeRawPointer(map).advanced(by: parsed.metadataOffset)
         self.inverseNorms = parsed.inverseNorms
@@ -142,6 +158,28 @@ public final class StoreGeneration: @unchecked Sendable {
         for row in 0..<count { counts[Int(metadata(at: row).labelID)] += 1 }
         return counts
     }
+}
+
+/// Anonymous memory aligned to 2 MB with MADV_HUGEPAGE, freed with the owning generation.
+final class HugePageBuffer: @unchecked Sendable {
+    // @unchecked: written once in the owner's init, read-only afterwards.
+    let pointer: UnsafeMutableRawPointer
+    private let base: UnsafeMutableRawPointer
+    private let length: Int
+    static let hugePage = 2 << 20
+
+    init?(byteCount: Int) {
+        let length = (byteCount + Self.hugePage - 1) / Self.hugePage * Self.hugePage + Self.hugePage
+        guard let base = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              base != MAP_FAILED else { return nil }
+        let aligned = (Int(bitPattern: base) + Self.hugePage - 1) / Self.hugePage * Self.hugePage
+        self.base = base
+        self.length = length
+        self.pointer = UnsafeMutableRawPointer(bitPattern: aligned) ?? base
+        _ = madvise(pointer, byteCount, 14 /* MADV_HUGEPAGE */)
+    }
+
+    deinit { munmap(base, length) }
 }
 
 func describeFingerprint(_ bytes: [UInt8]) -> String {

@@ -119,10 +119,16 @@ private struct SearchRun {
             let body: (Int) -> Void = { part in
                 let (lo, hi) = parts[part]
                 var local = CandidateHeaps(queries: queryCount, capacity: min(hi - lo, capacity))
-                if queryCount >= options.blasMinimumBatch {
-                    scanBLAS(padded, rows: lo..<hi, into: &local)
-                } else {
-                    for q in 0..<queryCount { scanSIMD(padded + q * stride, query: q, rows: lo..<hi, into: &local) }
+                store.inverseNorms.withUnsafeBufferPointer { inverse in
+                    let scratch = Scratch(rowBlock: options.rowBlock, inverseNorms: inverse.baseAddress!)
+                    defer { scratch.deallocate() }
+                    if queryCount >= options.blasMinimumBatch {
+                        scanBLAS(padded, rows: lo..<hi, scratch: scratch, into: &local)
+                    } else {
+                        for q in 0..<queryCount {
+                            scanSIMD(padded + q * stride, query: q, rows: lo..<hi, scratch: scratch, into: &local)
+                        }
+                    }
                 }
                 (heapsBase + part).pointee = local
             }
@@ -192,126 +198,89 @@ private struct SearchRun {
         }
     }
 
-    // MARK: float32 kernels
+    // MARK: float32 kernels (Sources/CBLAS/store_kernels.h)
 
-    /// One query, one pass over the rows, four rows at a time (16-float SIMD over the padded row).
-    private func scanSIMD(_ query: UnsafePointer<Float>, query q: Int, rows: Range<Int>, into heaps: inout CandidateHeaps) {
-        let base = UnsafeRawPointer(store.rows)
-        let qRaw = UnsafeRawPointer(query)
-        let rowBytes = stride * 4
-        let norms = store.squaredNorms
-        let isL2 = metric == .l2
-        store.inverseNorms.withUnsafeBufferPointer { inverse in
-            heaps.withHeap(of: q) { heap in
-                var worst = heap.worst
-                var r = rows.lowerBound
-                @inline(__always) func offer(_ dot: Float, _ row: Int) {
-                    let score = isL2 ? norms[row] - 2 * dot : -dot * inverse[row]
-                    if score < worst { worst = heap.replaceWorst(score: score, id: Int32(row)) }
-                }
-                while r + 4 <= rows.upperBound {
-                    let x0 = base + r * rowBytes, x1 = x0 + rowBytes, x2 = x1 + rowBytes, x3 = x2 + rowBytes
-                    var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
-                    var o = 0
-                    while o < rowBytes {
-                        let qv = qRaw.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
-                        a0 += qv * x0.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
-                        a1 += qv * x1.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
-                        a2 += qv * x2.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
-                        a3 += qv * x3.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
-                        o += 64
-                    }
-                    offer(horizontalSum(a0), r)
-                    offer(horizontalSum(a1), r + 1)
-                    offer(horizontalSum(a2), r + 2)
-                    offer(horizontalSum(a3), r + 3)
-                    r += 4
-                }
-                while r < rows.upperBound {
-                    let x0 = base + r * rowBytes
-                    var a0 = SIMD16<Float>()
-                    var o = 0
-                    while o < rowBytes {
-                        a0 += qRaw.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
-                            * x0.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
-                        o += 64
-                    }
-                    offer(horizontalSum(a0), r)
-                    r += 1
-                }
-            }
+    /// One query, one pass over the rows: SIMD dot products of a block of rows into an L1-resident
+    /// buffer, then the fused filter hands only the rows that beat the current k-th to the heap.
+    private func scanSIMD(_ query: UnsafePointer<Float>, query q: Int, rows: Range<Int>,
+                          scratch: Scratch, into heaps: inout CandidateHeaps) {
+        let block = SearchRun.simdBlock
+        var r0 = rows.lowerBound
+        while r0 < rows.upperBound {
+            let nr = min(block, rows.upperBound - r0)
+            beand_store_dots(cpuLevel, query, store.rows + r0 * stride, stride, stride, nr, scratch.dots)
+            offer(scratch.dots, count: nr, firstRow: r0, query: q, scratch: scratch, into: &heaps)
+            r0 += nr
         }
     }
 
     /// Batches: sgemm of a query chunk against a block of rows, then the fused top-k filter over
     /// the block while it is still in cache.
-    private func scanBLAS(_ padded: UnsafePointer<Float>, rows: Range<Int>, into heaps: inout CandidateHeaps) {
+    private func scanBLAS(_ padded: UnsafePointer<Float>, rows: Range<Int>, scratch: Scratch,
+                          into heaps: inout CandidateHeaps) {
         let block = options.rowBlock
         let chunk = SearchLimits.queryChunk
-        let distances = UnsafeMutablePointer<Float>.allocate(capacity: chunk * block)
-        defer { distances.deallocate() }
-        let norms = store.squaredNorms
-        let isL2 = metric == .l2
-        store.inverseNorms.withUnsafeBufferPointer { inverseBuffer in
-            let inverse = inverseBuffer.baseAddress!
-            var q0 = 0
-            while q0 < queryCount {
-                let nq = min(chunk, queryCount - q0)
-                var r0 = rows.lowerBound
-                while r0 < rows.upperBound {
-                    let nr = min(block, rows.upperBound - r0)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(nq), Int32(nr), Int32(dim),
-                                1, padded + q0 * stride, Int32(stride), store.rows + r0 * stride, Int32(stride),
-                                0, distances, Int32(nr))
-                    for qi in 0..<nq {
-                        let dots = distances + qi * nr
-                        heaps.withHeap(of: q0 + qi) { heap in
-                            if isL2 {
-                                filterBlock(dots, count: nr, firstRow: r0, heap: &heap) { norms[$1] - 2 * $0 }
-                            } else {
-                                filterBlock(dots, count: nr, firstRow: r0, heap: &heap) { -$0 * inverse[$1] }
-                            }
-                        }
-                    }
-                    r0 += nr
+        var q0 = 0
+        while q0 < queryCount {
+            let nq = min(chunk, queryCount - q0)
+            var r0 = rows.lowerBound
+            while r0 < rows.upperBound {
+                let nr = min(block, rows.upperBound - r0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(nq), Int32(nr), Int32(dim),
+                            1, padded + q0 * stride, Int32(stride), store.rows + r0 * stride, Int32(stride),
+                            0, scratch.dots, Int32(nr))
+                for qi in 0..<nq {
+                    offer(scratch.dots + qi * nr, count: nr, firstRow: r0, query: q0 + qi, scratch: scratch, into: &heaps)
                 }
-                q0 += nq
+                r0 += nr
             }
+            q0 += nq
+        }
+    }
+
+    @inline(__always)
+    private func offer(_ dots: UnsafePointer<Float>, count: Int, firstRow: Int, query: Int, scratch: Scratch,
+                       into heaps: inout CandidateHeaps) {
+        let isL2 = metric == .l2
+        let aux = (isL2 ? store.squaredNorms : scratch.inverseNorms) + firstRow
+        heaps.withHeap(of: query) { heap in
+            let found = beand_store_filter(cpuLevel, dots, aux, isL2 ? 1 : 0, count, heap.worst, UInt32(firstRow),
+                                           scratch.candidateRows, scratch.candidateScores)
+            var worst = heap.worst
+            for j in 0..<found where scratch.candidateScores[j] < worst {
+                worst = heap.replaceWorst(score: scratch.candidateScores[j], id: Int32(bitPattern: scratch.candidateRows[j]))
+            }
+        }
+    }
+
+    static let simdBlock = 256
+
+    /// Per-worker buffers, sized for the largest block either path uses.
+    struct Scratch {
+        let dots: UnsafeMutablePointer<Float>
+        let candidateRows: UnsafeMutablePointer<UInt32>
+        let candidateScores: UnsafeMutablePointer<Float>
+        let inverseNorms: UnsafePointer<Float>
+
+        init(rowBlock: Int, inverseNorms: UnsafePointer<Float>) {
+            let block = max(rowBlock, SearchRun.simdBlock)
+            dots = UnsafeMutableRawPointer.allocate(byteCount: SearchLimits.queryChunk * block * 4, alignment: 64)
+                .bindMemory(to: Float.self, capacity: SearchLimits.queryChunk * block)
+            candidateRows = .allocate(capacity: block)
+            candidateScores = .allocate(capacity: block)
+            self.inverseNorms = inverseNorms
+        }
+
+        func deallocate() {
+            UnsafeMutableRawPointer(dots).deallocate()
+            candidateRows.deallocate()
+            candidateScores.deallocate()
         }
     }
 }
 
-/// Offers a block of dot products to a heap; 16 at a time are compared with the current worst
-/// score so that the common case (nothing better) costs one vector compare.
-@inline(__always)
-private func filterBlock(_ dots: UnsafePointer<Float>, count: Int, firstRow: Int, heap: inout CandidateHeap,
-                         score: (Float, Int) -> Float) {
-    var worst = heap.worst
-    var j = 0
-    while j + 16 <= count {
-        var s = SIMD16<Float>()
-        for l in 0..<16 { s[l] = score(dots[j + l], firstRow + j + l) }
-        if any(s .< SIMD16(repeating: worst)) {
-            for l in 0..<16 where s[l] < worst {
-                worst = heap.replaceWorst(score: s[l], id: Int32(firstRow + j + l))
-            }
-        }
-        j += 16
-    }
-    while j < count {
-        let s = score(dots[j], firstRow + j)
-        if s < worst { worst = heap.replaceWorst(score: s, id: Int32(firstRow + j)) }
-        j += 1
-    }
-}
-
-@inline(__always)
-private func horizontalSum(_ v: SIMD16<Float>) -> Float {
-    let h8 = v.lowHalf + v.highHalf
-    let h4 = h8.lowHalf + h8.highHalf
-    let h2 = h4.lowHalf + h4.highHalf
-    return h2[0] + h2[1]
-}
+/// Which kernel variant this CPU runs (AVX-512, AVX2+FMA or scalar), decided once.
+private let cpuLevel: Int32 = beand_store_cpu_level()
 
 /// Fixed-capacity max-heaps of (score, row), one per query, in two flat arrays. Starts full of
 /// +inf sentinels so insertion never checks the size.

@@ -290,9 +290,10 @@ struct BenchStore: ParsableCommand {
         let warmEnd = monotonicSeconds() + min(0.5, seconds / 4)
         repeat { _ = try g.search(queries: nextBatch(), k: k, metric: metricValue, options: options) } while monotonicSeconds() < warmEnd
         var perRound: [Double] = []
+        var perCPURound: [Double] = []
         var rescans = 0
         for _ in 0..<max(1, rounds) {
-            let start = monotonicSeconds()
+            let start = monotonicSeconds(), cpuStart = processCPUSeconds()
             var answered = 0
             repeat {
                 let r = try g.search(queries: nextBatch(), k: k, metric: metricValue, options: options)
@@ -300,16 +301,20 @@ struct BenchStore: ParsableCommand {
                 rescans += r.exactRescans
             } while monotonicSeconds() - start < seconds / Double(max(1, rounds))
             perRound.append(Double(answered) / (monotonicSeconds() - start))
+            perCPURound.append(Double(answered) / max(1e-9, processCPUSeconds() - cpuStart))
         }
         let median = perRound.sorted()[perRound.count / 2]
+        let medianPerCPU = perCPURound.sorted()[perCPURound.count / 2]
         if json {
-            print(try jsonLine(["queries_per_s": median, "rounds_queries_per_s": perRound, "n": g.count,
+            print(try jsonLine(["queries_per_s": median, "rounds_queries_per_s": perRound,
+                                "queries_per_cpu_s": medianPerCPU, "n": g.count,
                                 "dimension": g.dimension, "batch": batch, "threads": threads, "k": k,
                                 "metric": (metricValue ?? g.metric).description, "exact_rescans": rescans] as [String: Any]))
         } else {
             printAligned([("Vectors", "\(g.count)"), ("Dimension", "\(g.dimension)"), ("Batch", "\(batch)"),
                           ("Threads", "\(threads)"), ("k", "\(k)"),
                           ("Queries/s (median)", String(format: "%.0f", median)),
+                          ("Queries per CPU-second", String(format: "%.0f", medianPerCPU)),
                           ("Rounds", perRound.map { String(format: "%.0f", $0) }.joined(separator: " ")),
                           ("Float64 rescans", "\(rescans)")])
         }
@@ -394,6 +399,14 @@ struct BenchStore: ParsableCommand {
             printAligned(result.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)") })
         }
     }
+}
+
+/// CPU time of the whole process (all threads): on a shared machine, queries per CPU-second
+/// compares implementations even when wall-clock figures swing with other load.
+func processCPUSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
 func monotonicSeconds() -> Double {

@@ -25,11 +25,14 @@ public struct SearchOptions: Sendable {
     public var blasMinimumBatch: Int
     /// Rows per sgemm block: the block of distances (batch × rows) should stay in L2.
     public var rowBlock: Int
+    /// On AVX-512 CPUs, batches use the fused register-blocked kernel instead of sgemm + filter.
+    public var fusedBatchKernel: Bool
 
-    public init(threads: Int = 1, blasMinimumBatch: Int = 4, rowBlock: Int = 1024) {
+    public init(threads: Int = 1, blasMinimumBatch: Int = 4, rowBlock: Int = 1024, fusedBatchKernel: Bool = true) {
         self.threads = max(1, threads)
         self.blasMinimumBatch = max(1, blasMinimumBatch)
         self.rowBlock = max(16, rowBlock)
+        self.fusedBatchKernel = fusedBatchKernel
     }
 }
 
@@ -120,9 +123,13 @@ private struct SearchRun {
                 let (lo, hi) = parts[part]
                 var local = CandidateHeaps(queries: queryCount, capacity: min(hi - lo, capacity))
                 store.inverseNorms.withUnsafeBufferPointer { inverse in
-                    let scratch = Scratch(rowBlock: options.rowBlock, inverseNorms: inverse.baseAddress!)
+                    let batched = queryCount >= options.blasMinimumBatch
+                    let fused = batched && options.fusedBatchKernel && beand_store_has_batch_kernel(cpuLevel) != 0
+                    let scratch = Scratch(rowBlock: options.rowBlock, blas: batched && !fused, inverseNorms: inverse.baseAddress!)
                     defer { scratch.deallocate() }
-                    if queryCount >= options.blasMinimumBatch {
+                    if fused {
+                        scanFused(padded, rows: lo..<hi, scratch: scratch, into: &local)
+                    } else if batched {
                         scanBLAS(padded, rows: lo..<hi, scratch: scratch, into: &local)
                     } else {
                         for q in 0..<queryCount {
@@ -214,8 +221,52 @@ private struct SearchRun {
         }
     }
 
-    /// Batches: sgemm of a query chunk against a block of rows, then the fused top-k filter over
-    /// the block while it is still in cache.
+    /// Batches on AVX-512: up to 64 queries against every row in one pass, dot products and the
+    /// top-k threshold test fused in registers (no distance matrix at all).
+    private func scanFused(_ padded: UnsafePointer<Float>, rows: Range<Int>, scratch: Scratch,
+                           into heaps: inout CandidateHeaps) {
+        let chunk = SearchLimits.queryChunk
+        let transposed = UnsafeMutableRawPointer.allocate(byteCount: chunk * dim * 4, alignment: 64)
+            .bindMemory(to: Float.self, capacity: chunk * dim)
+        defer { transposed.deallocate() }
+        var thresholds = [Float](repeating: -.infinity, count: chunk)
+        let isL2 = metric == .l2
+        let aux = isL2 ? store.squaredNorms : scratch.inverseNorms
+        var q0 = 0
+        while q0 < queryCount {
+            let nq = min(chunk, queryCount - q0)
+            transposed.initialize(repeating: 0, count: chunk * dim)
+            for j in 0..<nq {
+                let query = padded + (q0 + j) * stride
+                for c in 0..<dim { transposed[c * chunk + j] = query[c] }
+            }
+            for j in 0..<chunk { thresholds[j] = j < nq ? heaps.worst(of: q0 + j) : -.infinity }
+            var r0 = rows.lowerBound
+            while r0 < rows.upperBound {
+                var found = 0
+                let done = thresholds.withUnsafeBufferPointer { t in
+                    beand_store_batch(cpuLevel, transposed, Int32((nq + 15) / 16), store.rows + r0 * stride, stride, dim,
+                                      rows.upperBound - r0, aux + r0, isL2 ? 1 : 0, t.baseAddress, UInt32(r0),
+                                      Scratch.candidateCapacity, scratch.candidateQueries, scratch.candidateRows,
+                                      scratch.candidateScores, &found)
+                }
+                for i in 0..<found {
+                    let q = q0 + Int(scratch.candidateQueries[i])
+                    let score = scratch.candidateScores[i]
+                    heaps.withHeap(of: q) { heap in
+                        if score < heap.worst {
+                            thresholds[q - q0] = heap.replaceWorst(score: score, id: Int32(bitPattern: scratch.candidateRows[i]))
+                        }
+                    }
+                }
+                r0 += done
+            }
+            q0 += nq
+        }
+    }
+
+    /// Batches without AVX-512: sgemm of a query chunk against a block of rows, then the fused
+    /// top-k filter over the block while it is still in cache.
     private func scanBLAS(_ padded: UnsafePointer<Float>, rows: Range<Int>, scratch: Scratch,
                           into heaps: inout CandidateHeaps) {
         let block = options.rowBlock
@@ -258,21 +309,27 @@ private struct SearchRun {
     /// Per-worker buffers, sized for the largest block either path uses.
     struct Scratch {
         let dots: UnsafeMutablePointer<Float>
+        let candidateQueries: UnsafeMutablePointer<UInt32>
         let candidateRows: UnsafeMutablePointer<UInt32>
         let candidateScores: UnsafeMutablePointer<Float>
         let inverseNorms: UnsafePointer<Float>
+        static let candidateCapacity = 4096
 
-        init(rowBlock: Int, inverseNorms: UnsafePointer<Float>) {
-            let block = max(rowBlock, SearchRun.simdBlock)
-            dots = UnsafeMutableRawPointer.allocate(byteCount: SearchLimits.queryChunk * block * 4, alignment: 64)
-                .bindMemory(to: Float.self, capacity: SearchLimits.queryChunk * block)
-            candidateRows = .allocate(capacity: block)
-            candidateScores = .allocate(capacity: block)
+        init(rowBlock: Int, blas: Bool, inverseNorms: UnsafePointer<Float>) {
+            // The sgemm block is only needed on the BLAS path; the others need one row block.
+            let floats = blas ? SearchLimits.queryChunk * max(rowBlock, SearchRun.simdBlock) : SearchRun.simdBlock
+            dots = UnsafeMutableRawPointer.allocate(byteCount: floats * 4, alignment: 64)
+                .bindMemory(to: Float.self, capacity: floats)
+            let candidates = max(Self.candidateCapacity, rowBlock, SearchRun.simdBlock)
+            candidateQueries = .allocate(capacity: candidates)
+            candidateRows = .allocate(capacity: candidates)
+            candidateScores = .allocate(capacity: candidates)
             self.inverseNorms = inverseNorms
         }
 
         func deallocate() {
             UnsafeMutableRawPointer(dots).deallocate()
+            candidateQueries.deallocate()
             candidateRows.deallocate()
             candidateScores.deallocate()
         }

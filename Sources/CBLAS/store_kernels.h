@@ -151,4 +151,122 @@ static inline size_t beand_store_filter(int level, const float *dots, const floa
     return beand_store_filter_scalar(dots, aux, l2, n, threshold, first_row, rows_out, scores_out);
 }
 
+// ---- batches: fused dot products and top-k filter, up to 64 queries against a block of rows ----
+// qt holds the queries transposed and zero-padded: qt[c * 64 + j] = query j, component c. For each
+// row, the 64 query scores stay in registers and are compared with the per-query thresholds; only
+// (query, row, score) triples below a threshold are written out. Stops early when the candidate
+// buffer could overflow (capacity >= 4 * 64); returns the rows processed, *found the triples.
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"), always_inline))
+static inline void beand_store_batch_emit(__m512 acc, __m512 t, float aux, int l2, int j, uint32_t row,
+                                          uint32_t *q_out, uint32_t *row_out, float *score_out, size_t *found) {
+    __m512 s = l2 ? _mm512_fmadd_ps(_mm512_set1_ps(-2.0f), acc, _mm512_set1_ps(aux))
+                  : _mm512_mul_ps(acc, _mm512_set1_ps(-aux));
+    __mmask16 m = _mm512_cmp_ps_mask(s, t, _CMP_LT_OQ);
+    if (m) {
+        const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        _mm512_mask_compressstoreu_ps(score_out + *found, m, s);
+        _mm512_mask_compressstoreu_epi32(q_out + *found, m, _mm512_add_epi32(lanes, _mm512_set1_epi32(16 * j)));
+        size_t k = (size_t)__builtin_popcount((unsigned)m);
+        for (size_t i = 0; i < k; i++) row_out[*found + i] = row;
+        *found += k;
+    }
+}
+
+// Four rows x (16 * J) queries per step; the accumulators are named variables (not arrays) so
+// they stay in registers: 4 J accumulators + J query vectors + 4 broadcasts <= 32 zmm.
+#define BEAND_ACC_DECL(r) __m512 r##0 = _mm512_setzero_ps(), r##1 = _mm512_setzero_ps(), \
+    r##2 = _mm512_setzero_ps(), r##3 = _mm512_setzero_ps();
+#define BEAND_FMA4(J, b, r) \
+    r##0 = _mm512_fmadd_ps(b, q0, r##0); if (J > 1) r##1 = _mm512_fmadd_ps(b, q1, r##1); \
+    if (J > 2) r##2 = _mm512_fmadd_ps(b, q2, r##2); if (J > 3) r##3 = _mm512_fmadd_ps(b, q3, r##3);
+#define BEAND_EMIT4(J, r, row) \
+    beand_store_batch_emit(r##0, t0, aux[row], l2, 0, first_row + (uint32_t)(row), q_out, row_out, score_out, found); \
+    if (J > 1) beand_store_batch_emit(r##1, t1, aux[row], l2, 1, first_row + (uint32_t)(row), q_out, row_out, score_out, found); \
+    if (J > 2) beand_store_batch_emit(r##2, t2, aux[row], l2, 2, first_row + (uint32_t)(row), q_out, row_out, score_out, found); \
+    if (J > 3) beand_store_batch_emit(r##3, t3, aux[row], l2, 3, first_row + (uint32_t)(row), q_out, row_out, score_out, found);
+
+#define BEAND_BATCH_KERNEL(J) \
+__attribute__((target("avx512f"))) \
+static inline size_t beand_store_batch_avx512_##J(const float *qt, const float *rows, size_t stride, size_t dim, \
+        size_t n, const float *aux, int l2, const float *thresholds, uint32_t first_row, size_t capacity, \
+        uint32_t *q_out, uint32_t *row_out, float *score_out, size_t *found) { \
+    const __m512 none = _mm512_set1_ps(-1.0f / 0.0f); \
+    const __m512 t0 = _mm512_loadu_ps(thresholds); \
+    const __m512 t1 = J > 1 ? _mm512_loadu_ps(thresholds + 16) : none; \
+    const __m512 t2 = J > 2 ? _mm512_loadu_ps(thresholds + 32) : none; \
+    const __m512 t3 = J > 3 ? _mm512_loadu_ps(thresholds + 48) : none; \
+    *found = 0; \
+    size_t i = 0; \
+    for (; i + 4 <= n; i += 4) { \
+        if (*found + 4 * 64 > capacity) return i; \
+        const float *r0 = rows + i * stride, *r1 = r0 + stride, *r2 = r1 + stride, *r3 = r2 + stride; \
+        BEAND_ACC_DECL(a) BEAND_ACC_DECL(b) BEAND_ACC_DECL(c) BEAND_ACC_DECL(d) \
+        for (size_t k = 0; k < dim; k++) { \
+            const float *qc = qt + k * 64; \
+            const __m512 q0 = _mm512_load_ps(qc); \
+            const __m512 q1 = J > 1 ? _mm512_load_ps(qc + 16) : q0; \
+            const __m512 q2 = J > 2 ? _mm512_load_ps(qc + 32) : q0; \
+            const __m512 q3 = J > 3 ? _mm512_load_ps(qc + 48) : q0; \
+            __m512 x; \
+            x = _mm512_set1_ps(r0[k]); BEAND_FMA4(J, x, a) \
+            x = _mm512_set1_ps(r1[k]); BEAND_FMA4(J, x, b) \
+            x = _mm512_set1_ps(r2[k]); BEAND_FMA4(J, x, c) \
+            x = _mm512_set1_ps(r3[k]); BEAND_FMA4(J, x, d) \
+        } \
+        BEAND_EMIT4(J, a, i) BEAND_EMIT4(J, b, i + 1) BEAND_EMIT4(J, c, i + 2) BEAND_EMIT4(J, d, i + 3) \
+    } \
+    for (; i < n; i++) { \
+        if (*found + 64 > capacity) return i; \
+        const float *r0 = rows + i * stride; \
+        BEAND_ACC_DECL(a) \
+        for (size_t k = 0; k < dim; k++) { \
+            const float *qc = qt + k * 64; \
+            const __m512 q0 = _mm512_load_ps(qc); \
+            const __m512 q1 = J > 1 ? _mm512_load_ps(qc + 16) : q0; \
+            const __m512 q2 = J > 2 ? _mm512_load_ps(qc + 32) : q0; \
+            const __m512 q3 = J > 3 ? _mm512_load_ps(qc + 48) : q0; \
+            const __m512 x = _mm512_set1_ps(r0[k]); BEAND_FMA4(J, x, a) \
+        } \
+        BEAND_EMIT4(J, a, i) \
+    } \
+    return n; \
+}
+BEAND_BATCH_KERNEL(1)
+BEAND_BATCH_KERNEL(2)
+BEAND_BATCH_KERNEL(4)
+
+__attribute__((target("avx512f")))
+static inline size_t beand_store_batch_avx512(const float *qt, int query_vectors, const float *rows, size_t stride,
+                                              size_t dim, size_t n, const float *aux, int l2,
+                                              const float *thresholds, uint32_t first_row, size_t capacity,
+                                              uint32_t *q_out, uint32_t *row_out, float *score_out, size_t *found) {
+    // 3 vectors run as 4: the fourth has -inf thresholds (and zero queries), so it never emits.
+    if (query_vectors <= 1)
+        return beand_store_batch_avx512_1(qt, rows, stride, dim, n, aux, l2, thresholds, first_row, capacity, q_out, row_out, score_out, found);
+    if (query_vectors == 2)
+        return beand_store_batch_avx512_2(qt, rows, stride, dim, n, aux, l2, thresholds, first_row, capacity, q_out, row_out, score_out, found);
+    return beand_store_batch_avx512_4(qt, rows, stride, dim, n, aux, l2, thresholds, first_row, capacity, q_out, row_out, score_out, found);
+}
+#endif
+
+/// 1 when the fused batch kernel exists on this CPU (AVX-512); otherwise batches use sgemm.
+static inline int beand_store_has_batch_kernel(int level) { return level == 2; }
+
+static inline size_t beand_store_batch(int level, const float *qt, int query_vectors, const float *rows, size_t stride,
+                                       size_t dim, size_t n, const float *aux, int l2, const float *thresholds,
+                                       uint32_t first_row, size_t capacity, uint32_t *q_out, uint32_t *row_out,
+                                       float *score_out, size_t *found) {
+#if defined(__x86_64__)
+    if (level == 2)
+        return beand_store_batch_avx512(qt, query_vectors, rows, stride, dim, n, aux, l2, thresholds, first_row,
+                                        capacity, q_out, row_out, score_out, found);
+#endif
+    (void)qt; (void)query_vectors; (void)rows; (void)stride; (void)dim; (void)aux; (void)l2; (void)thresholds;
+    (void)first_row; (void)capacity; (void)q_out; (void)row_out; (void)score_out;
+    *found = 0;
+    return n;  // never called: callers check beand_store_has_batch_kernel
+}
+
 #endif

@@ -127,8 +127,9 @@ struct SearchTests {
         var rng = TestRandom(seed: 500 + UInt64(index))
         var queries = rng.vectors(c.queries, c.dim)
         queries.replaceSubrange(0..<c.dim, with: dup)  // first query hits the duplicates exactly
-        for k in [1, 10, 64] {
-            let r = try g.search(queries: queries, k: k, metric: c.metric, options: SearchOptions(threads: c.threads))
+        for (k, fused) in [(1, true), (10, true), (10, false), (64, true)] {
+            let options = SearchOptions(threads: c.threads, fusedBatchKernel: fused)
+            let r = try g.search(queries: queries, k: k, metric: c.metric, options: options)
             let expected = referenceSearch(vectors: draft.vectors, dim: c.dim, queries: queries, k: k, metric: c.metric)
             for q in 0..<c.queries {
                 let got = Array(r.ids[(q * k)..<((q + 1) * k)])
@@ -140,7 +141,7 @@ struct SearchTests {
         }
     }
 
-    @Test("SIMD and BLAS paths agree on the same queries")
+    @Test("SIMD, fused batch and sgemm paths agree on the same queries")
     func pathsAgree() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
@@ -149,9 +150,10 @@ struct SearchTests {
         var rng = TestRandom(seed: 9)
         let q = rng.vectors(16, 64)
         let simd = try g.search(queries: q, k: 10, options: SearchOptions(blasMinimumBatch: 1000))
-        let blas = try g.search(queries: q, k: 10, options: SearchOptions(blasMinimumBatch: 1, rowBlock: 256))
-        #expect(simd.ids == blas.ids)
-        #expect(simd.distances == blas.distances)
+        let fused = try g.search(queries: q, k: 10, options: SearchOptions(blasMinimumBatch: 1))
+        let blas = try g.search(queries: q, k: 10, options: SearchOptions(blasMinimumBatch: 1, rowBlock: 256, fusedBatchKernel: false))
+        #expect(simd.ids == blas.ids && simd.ids == fused.ids)
+        #expect(simd.distances == blas.distances && simd.distances == fused.distances)
     }
 
     @Test("bad queries are refused with the reason")

@@ -48,12 +48,13 @@ for variant, threshold in (("shipped", shipped), ("tuned", 20)):
             index.search(q[s:s + batch], k)
         end = time.perf_counter() + min(0.5, seconds / 4)
         while time.perf_counter() < end: step()
-        rounds = []
+        rounds, cpu_rounds = [], []
         for _ in range(3):
-            n, t = 0, time.perf_counter()
+            n, t, c = 0, time.perf_counter(), time.process_time()
             while time.perf_counter() - t < seconds / 3: step(); n += batch
-            rounds.append(n / (time.perf_counter() - t))
+            rounds.append(n / (time.perf_counter() - t)); cpu_rounds.append(n / max(1e-9, time.process_time() - c))
         out[f"{variant}/{batch}"] = sorted(rounds)[1]
+        out[f"{variant}/{batch}/cpu"] = sorted(cpu_rounds)[1]
 print(json.dumps(out))
 '''
 
@@ -73,7 +74,8 @@ rng = np.random.default_rng(4)
 q = rng.standard_normal((2048, D), dtype=np.float32); q /= np.linalg.norm(q, axis=1, keepdims=True)
 qpath = f"{work}/q.npy"; np.save(qpath, q)
 rows = []
-print(f"{'N':>8} {'thr':>3} {'batch':>5} {'ours q/s':>10} {'faiss shipped':>13} {'faiss tuned':>11} {'ratio vs best':>13}")
+print(f"{'N':>8} {'thr':>3} {'batch':>5} {'ours q/s':>10} {'faiss shipped':>13} {'faiss tuned':>11} {'ratio vs best':>13}"
+      f" | per CPU-second: {'ours':>7} {'faiss best':>10} {'ratio':>6}")
 for n in SIZES:
     x = rng.standard_normal((n, D), dtype=np.float32); x /= np.linalg.norm(x, axis=1, keepdims=True)
     xpath = f"{work}/x{n}.npy"; np.save(xpath, x); del x
@@ -88,12 +90,15 @@ for n in SIZES:
         for batch in BATCHES:
             o = ours(store, batch, threads, qpath)
             best = max(fx[f"shipped/{batch}"], fx[f"tuned/{batch}"])
+            best_cpu = max(fx[f"shipped/{batch}/cpu"], fx[f"tuned/{batch}/cpu"])
             row = dict(n=n, threads=threads, batch=batch, ours=o["queries_per_s"], faiss_shipped=fx[f"shipped/{batch}"],
                        faiss_tuned=fx[f"tuned/{batch}"], ratio=o["queries_per_s"] / best, rescans=o["exact_rescans"],
+                       ours_cpu=o["queries_per_cpu_s"], faiss_best_cpu=best_cpu, ratio_cpu=o["queries_per_cpu_s"] / best_cpu,
                        faiss=fx["faiss"])
             rows.append(row)
             print(f"{n:>8} {threads:>3} {batch:>5} {row['ours']:>10.0f} {row['faiss_shipped']:>13.0f} "
-                  f"{row['faiss_tuned']:>11.0f} {row['ratio']:>12.2f}x", flush=True)
+                  f"{row['faiss_tuned']:>11.0f} {row['ratio']:>12.2f}x | {'':16}{row['ours_cpu']:>7.0f} {best_cpu:>10.0f} "
+                  f"{row['ratio_cpu']:>5.2f}x", flush=True)
     if n == 30000:
         swap = json.loads(subprocess.run([beanctl, "bench", "store", "--store", store, "--swap", "--swaps", "20", "--json"],
                                          capture_output=True, text=True, check=True).stdout)

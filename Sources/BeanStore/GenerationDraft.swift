@@ -60,7 +60,9 @@ public struct GenerationDraft: Sendable {
             throw invalid("vector \(i / dimension), column \(i % dimension): NaN or infinite value")
         }
         for row in 0..<n {
-            let squared = values.withUnsafeBufferPointer { squaredNorm($0.baseAddress! + row * dimension, dimension) }
+            let squared = values.withUnsafeBufferPointer { buffer in
+                buffer.baseAddress.map { squaredNorm($0 + row * dimension, dimension) } ?? 0
+            }
             guard Float(squared).isFinite else { throw invalid("vector \(row): squared norm overflows float32") }
         }
         let authorID = try index(of: author, in: \.authors, isLabel: false)
@@ -136,7 +138,9 @@ public struct GenerationDraft: Sendable {
             let utf8 = Array(s.utf8)
             base.storeBytes(of: UInt16(utf8.count).littleEndian, toByteOffset: cursor, as: UInt16.self)
             cursor += 2
-            utf8.withUnsafeBytes { base.advanced(by: cursor).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            utf8.withUnsafeBytes { raw in
+                if let p = raw.baseAddress { base.advanced(by: cursor).copyMemory(from: p, byteCount: raw.count) }
+            }
             cursor += utf8.count
         }
         fingerprint.withUnsafeBytes { raw in

@@ -117,7 +117,7 @@ public enum NumpyFile {
         var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, $0.count - done) }
+            let n = bytes.withUnsafeMutableBytes { raw in raw.baseAddress.map { read(fd, $0 + done, raw.count - done) } ?? 0 }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { throw FormatError(path: path, reason: "read failed (\(errnoText(errno)))") }
             done += n
@@ -131,7 +131,7 @@ public enum NumpyFile {
         defer { close(fd) }
         var done = 0
         while done < data.count {
-            let n = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+            let n = data.withUnsafeBytes { raw in raw.baseAddress.map { Glibc.write(fd, $0 + done, raw.count - done) } ?? 0 }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { throw FormatError(path: path, reason: "write failed (\(errnoText(errno)))") }
             done += n

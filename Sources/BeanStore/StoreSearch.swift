@@ -105,8 +105,9 @@ private struct SearchRun {
         defer { padded.deallocate() }
         padded.initialize(repeating: 0, count: queryCount * stride)
         queries.withUnsafeBufferPointer { q in
+            guard let source = q.baseAddress else { return }
             for i in 0..<queryCount {
-                (padded + i * stride).update(from: q.baseAddress! + i * dim, count: dim)
+                (padded + i * stride).update(from: source + i * dim, count: dim)
             }
         }
 
@@ -118,22 +119,24 @@ private struct SearchRun {
             .filter { $0.0 < $0.1 }
         var heaps = parts.map { _ in CandidateHeaps(queries: queryCount, capacity: 0) }
         heaps.withUnsafeMutableBufferPointer { heapsBuffer in
-            let heapsBase = heapsBuffer.baseAddress!
+            guard let heapsBase = heapsBuffer.baseAddress else { return }
             let body: (Int) -> Void = { part in
                 let (lo, hi) = parts[part]
-                var local = CandidateHeaps(queries: queryCount, capacity: min(hi - lo, capacity))
+                let local = CandidateHeaps(queries: queryCount, capacity: min(hi - lo, capacity))
                 store.inverseNorms.withUnsafeBufferPointer { inverse in
+                    // count > 0 here (checked by search), so the norms buffer is never empty.
+                    guard let inverseNorms = inverse.baseAddress else { return }
                     let batched = queryCount >= options.blasMinimumBatch
                     let fused = batched && options.fusedBatchKernel && beand_store_has_batch_kernel(cpuLevel) != 0
-                    let scratch = Scratch(rowBlock: options.rowBlock, blas: batched && !fused, inverseNorms: inverse.baseAddress!)
+                    let scratch = Scratch(rowBlock: options.rowBlock, blas: batched && !fused, inverseNorms: inverseNorms)
                     defer { scratch.deallocate() }
                     if fused {
-                        scanFused(padded, rows: lo..<hi, scratch: scratch, into: &local)
+                        scanFused(padded, rows: lo..<hi, scratch: scratch, into: local)
                     } else if batched {
-                        scanBLAS(padded, rows: lo..<hi, scratch: scratch, into: &local)
+                        scanBLAS(padded, rows: lo..<hi, scratch: scratch, into: local)
                     } else {
                         for q in 0..<queryCount {
-                            scanSIMD(padded + q * stride, query: q, rows: lo..<hi, scratch: scratch, into: &local)
+                            scanSIMD(padded + q * stride, query: q, rows: lo..<hi, scratch: scratch, into: local)
                         }
                     }
                 }
@@ -210,13 +213,13 @@ private struct SearchRun {
     /// One query, one pass over the rows: SIMD dot products of a block of rows into an L1-resident
     /// buffer, then the fused filter hands only the rows that beat the current k-th to the heap.
     private func scanSIMD(_ query: UnsafePointer<Float>, query q: Int, rows: Range<Int>,
-                          scratch: Scratch, into heaps: inout CandidateHeaps) {
+                          scratch: Scratch, into heaps: CandidateHeaps) {
         let block = SearchRun.simdBlock
         var r0 = rows.lowerBound
         while r0 < rows.upperBound {
             let nr = min(block, rows.upperBound - r0)
             beand_store_dots(cpuLevel, query, store.rows + r0 * stride, stride, stride, nr, scratch.dots)
-            offer(scratch.dots, count: nr, firstRow: r0, query: q, scratch: scratch, into: &heaps)
+            offer(scratch.dots, count: nr, firstRow: r0, query: q, scratch: scratch, into: heaps)
             r0 += nr
         }
     }
@@ -224,7 +227,7 @@ private struct SearchRun {
     /// Batches on AVX-512: up to 64 queries against every row in one pass, dot products and the
     /// top-k threshold test fused in registers (no distance matrix at all).
     private func scanFused(_ padded: UnsafePointer<Float>, rows: Range<Int>, scratch: Scratch,
-                           into heaps: inout CandidateHeaps) {
+                           into heaps: CandidateHeaps) {
         let chunk = SearchLimits.queryChunk
         let transposed = UnsafeMutableRawPointer.allocate(byteCount: chunk * dim * 4, alignment: 64)
             .bindMemory(to: Float.self, capacity: chunk * dim)
@@ -268,7 +271,7 @@ private struct SearchRun {
     /// Batches without AVX-512: sgemm of a query chunk against a block of rows, then the fused
     /// top-k filter over the block while it is still in cache.
     private func scanBLAS(_ padded: UnsafePointer<Float>, rows: Range<Int>, scratch: Scratch,
-                          into heaps: inout CandidateHeaps) {
+                          into heaps: CandidateHeaps) {
         let block = options.rowBlock
         let chunk = SearchLimits.queryChunk
         var q0 = 0
@@ -281,7 +284,7 @@ private struct SearchRun {
                             1, padded + q0 * stride, Int32(stride), store.rows + r0 * stride, Int32(stride),
                             0, scratch.dots, Int32(nr))
                 for qi in 0..<nq {
-                    offer(scratch.dots + qi * nr, count: nr, firstRow: r0, query: q0 + qi, scratch: scratch, into: &heaps)
+                    offer(scratch.dots + qi * nr, count: nr, firstRow: r0, query: q0 + qi, scratch: scratch, into: heaps)
                 }
                 r0 += nr
             }
@@ -291,7 +294,7 @@ private struct SearchRun {
 
     @inline(__always)
     private func offer(_ dots: UnsafePointer<Float>, count: Int, firstRow: Int, query: Int, scratch: Scratch,
-                       into heaps: inout CandidateHeaps) {
+                       into heaps: CandidateHeaps) {
         let isL2 = metric == .l2
         let aux = (isL2 ? store.squaredNorms : scratch.inverseNorms) + firstRow
         heaps.withHeap(of: query) { heap in
@@ -339,28 +342,32 @@ private struct SearchRun {
 /// Which kernel variant this CPU runs (AVX-512, AVX2+FMA or scalar), decided once.
 private let cpuLevel: Int32 = beand_store_cpu_level()
 
-/// Fixed-capacity max-heaps of (score, row), one per query, in two flat arrays. Starts full of
-/// +inf sentinels so insertion never checks the size.
-struct CandidateHeaps {
+/// Fixed-capacity max-heaps of (score, row), one per query, in two flat buffers owned by one
+/// search worker. Starts full of +inf sentinels so insertion never checks the size.
+final class CandidateHeaps {
     let capacity: Int
-    private var scores: [Float]
-    private var ids: [Int32]
+    private let count: Int
+    private let scores: UnsafeMutablePointer<Float>
+    private let ids: UnsafeMutablePointer<Int32>
 
     init(queries: Int, capacity: Int) {
         self.capacity = capacity
-        scores = [Float](repeating: .infinity, count: queries * capacity)
-        ids = [Int32](repeating: -1, count: queries * capacity)
+        count = max(1, queries * capacity)
+        scores = .allocate(capacity: count)
+        scores.initialize(repeating: .infinity, count: count)
+        ids = .allocate(capacity: count)
+        ids.initialize(repeating: -1, count: count)
     }
 
-    mutating func withHeap<R>(of query: Int, _ body: (inout CandidateHeap) -> R) -> R {
-        let capacity = self.capacity
-        return scores.withUnsafeMutableBufferPointer { s in
-            ids.withUnsafeMutableBufferPointer { i in
-                var heap = CandidateHeap(scores: s.baseAddress! + query * capacity,
-                                         ids: i.baseAddress! + query * capacity, capacity: capacity)
-                return body(&heap)
-            }
-        }
+    deinit {
+        scores.deallocate()
+        ids.deallocate()
+    }
+
+    @inline(__always)
+    func withHeap<R>(of query: Int, _ body: (inout CandidateHeap) -> R) -> R {
+        var heap = CandidateHeap(scores: scores + query * capacity, ids: ids + query * capacity, capacity: capacity)
+        return body(&heap)
     }
 
     func worst(of query: Int) -> Float { capacity == 0 ? -.infinity : scores[query * capacity] }

@@ -59,12 +59,17 @@ public enum StoreDirectory {
         defer { closedir(dir) }
         var found: [(UInt64, String)] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
-            }
+            let name = entryName(entry)
             if let n = generationNumber(fileName: name) { found.append((n, name)) }
         }
         return found.sorted { $0.0 < $1.0 }.map { (number: $0.0, name: $0.1) }
+    }
+
+    /// The NUL-terminated name in a dirent, decoded up to its terminator.
+    static func entryName(_ entry: UnsafeMutablePointer<dirent>) -> String {
+        withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
     }
 
     static func readSmallFile(_ path: String, limit: Int = 4096) throws -> String {
@@ -177,9 +182,7 @@ public struct StoreWriter: Sendable {
         guard let dir = opendir(directory) else { return }
         var stale: [String] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
-            }
+            let name = StoreDirectory.entryName(entry)
             if name.hasPrefix("."), name.hasSuffix(".tmp") { stale.append(name) }
         }
         closedir(dir)

@@ -7,8 +7,9 @@
 # Fairness: both sides get unit-norm vectors (our cosine = faiss inner product on them), the same
 # queries, the same thread count (ours: --threads T with OpenBLAS single-threaded, since the store
 # splits rows itself; faiss: omp_set_num_threads(T) and OMP/OPENBLAS_NUM_THREADS=T for its bundled
-# OpenBLAS). OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are left as the environment sets them, for both
-# (printed below). Env: BENCH_SECONDS (per figure, default 3), BENCH_SIZES (default "1000 30000 1000000").
+# OpenBLAS, OMP_WAIT_POLICY=PASSIVE). OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are left as the environment sets them, for both
+# (printed below). Wall-clock q/s swings with other load on a shared machine, so queries per
+# CPU-second of the process are printed too. Env: BENCH_SECONDS (per figure, default 3), BENCH_SIZES (default "1000 30000 1000000").
 set -euo pipefail
 : "${BEAND_ROOT:=$(cd "$(dirname "$0")/.." && pwd)}"
 : "${BEAND_BIN:=$BEAND_ROOT/.build/release}"
@@ -65,7 +66,9 @@ def ours(store, batch, threads, queries):
     return json.loads(p.stdout)
 
 def faiss_run(xpath, qpath, threads):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+    # PASSIVE: on a shared 2-core box, OpenMP's default spin-waiting makes 2-thread faiss collapse;
+    # passive waiting is faiss's better configuration here.
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE")
     p = subprocess.run([py, "-c", FAISS_WORKER, xpath, qpath, str(threads), str(SECONDS), str(K)],
                        capture_output=True, text=True, check=True, env=env)
     return json.loads(p.stdout)
@@ -110,8 +113,12 @@ for n in SIZES:
 if "swap" in dir():
     print(f"hot swap, N=30000, {swap['swaps']} swaps, one query thread (batch 1) through a watching LiveStore:")
     print(f"  publish (write + fsync + rename + pointer)  median {swap['publish_ms_median']:.1f} ms")
-    print(f"  publish start -> first answer from new gen  median {swap['visible_after_publish_start_ms_median']:.1f} ms, "
-          f"max {swap['visible_after_publish_start_ms_max']:.1f} ms")
+    print(f"  publish done -> first answer from new gen   median {swap['visible_after_publish_ms_median']:.1f} ms, "
+          f"max {swap['visible_after_publish_ms_max']:.1f} ms (from publish start: median "
+          f"{swap['visible_after_publish_start_ms_median']:.1f} ms)")
+    print(f"  query wait for the generation hand-over during swaps  p99 {swap['handover_wait_ms_during_swap_p99'] * 1e3:.1f} us, "
+          f"max {swap['handover_wait_ms_during_swap_max'] * 1e3:.1f} us (outside swaps max "
+          f"{swap['handover_wait_ms_outside_swap_max'] * 1e3:.1f} us)")
     print(f"  query latency during swaps   p99 {swap['query_ms_during_swap_p99']:.2f} ms, max {swap['query_ms_during_swap_max']:.2f} ms "
           f"({swap['queries_during_swap']} queries)")
     print(f"  query latency outside swaps  p99 {swap['query_ms_outside_swap_p99']:.2f} ms, max {swap['query_ms_outside_swap_max']:.2f} ms "

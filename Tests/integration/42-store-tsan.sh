@@ -24,6 +24,8 @@ let package = Package(
 )
 SWIFT
 cd "$PKG"
+# Always from scratch: SwiftPM does not notice edits to the CBLAS headers (store_kernels.h).
+rm -rf "$PKG/.build"
 start=$(date +%s)
 swift build --build-tests --sanitize=thread 2>&1 | grep -E "error|warning: |Compiling|Build" | tail -n 5
 built=$(date +%s)

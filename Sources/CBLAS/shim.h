@@ -2,4 +2,5 @@
 #define BEAND_CBLAS_SHIM_H
 // OpenBLAS's CBLAS interface plus its thread-count control (openblas_set_num_threads).
 #include <cblas.h>
+#include "store_kernels.h"
 #endif

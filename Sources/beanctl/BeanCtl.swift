@@ -12,6 +12,7 @@ struct BeanCtl: ParsableCommand {
         subcommands: [
             Status.self, Ping.self, Version.self, Reload.self,
             Bench.self,
+            Store.self,
         ]
     )
 
@@ -40,6 +41,6 @@ struct BeanCtl: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the speed of beand's engines on this machine.",
-        subcommands: [BenchCapture.self]
+        subcommands: [BenchCapture.self, BenchStore.self]
     )
 }

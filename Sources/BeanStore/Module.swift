@@ -1,1 +1,0 @@
-// BeanStore: see ../shared/design.md for what this module owns.

@@ -1,0 +1,408 @@
+import CBLAS
+import Dispatch
+
+/// The k nearest stored vectors of each query, nearest first (ties: lower id first).
+public struct SearchResults: Sendable {
+    /// The generation every row of these results came from.
+    public let generation: UInt64
+    public let queryCount: Int
+    public let k: Int
+    public let metric: Metric
+    /// `queryCount × k` row ids; -1 where the store holds fewer than k vectors.
+    public var ids: [Int64]
+    /// `queryCount × k` distances (`1 - cos` or squared L2), computed in float64; +inf for -1 ids.
+    public var distances: [Float]
+    /// Queries whose float32 candidates could not prove the top k and were rescanned in float64.
+    public var exactRescans: Int
+}
+
+public struct SearchOptions: Sendable {
+    /// Worker threads that split the rows; each calls BLAS itself, so with more than one, keep
+    /// OpenBLAS single-threaded (`openblas_set_num_threads(1)`).
+    public var threads: Int
+    /// Batches of at least this many queries go through BLAS (sgemm); smaller ones through the
+    /// SIMD kernel, one pass over the rows per query.
+    public var blasMinimumBatch: Int
+    /// Rows per sgemm block: the block of distances (batch × rows) should stay in L2.
+    public var rowBlock: Int
+    /// On AVX-512 CPUs, batches use the fused register-blocked kernel instead of sgemm + filter.
+    public var fusedBatchKernel: Bool
+
+    public init(threads: Int = 1, blasMinimumBatch: Int = 4, rowBlock: Int = 1024, fusedBatchKernel: Bool = true) {
+        self.threads = max(1, threads)
+        self.blasMinimumBatch = max(1, blasMinimumBatch)
+        self.rowBlock = max(16, rowBlock)
+        self.fusedBatchKernel = fusedBatchKernel
+    }
+}
+
+public enum SearchLimits {
+    public static let maximumK = 64
+    /// Extra float32 candidates kept per query so that the float64 re-ranking rarely needs a rescan.
+    static let candidateMargin = 8
+    /// Queries per sgemm call; bounds the distance block.
+    static let queryChunk = 64
+}
+
+extension StoreGeneration {
+    /// Exact k-nearest-neighbour search. `queries` holds `n × dimension` values row-major.
+    ///
+    /// Candidates are ranked in float32 (SIMD or BLAS), then every candidate that float32 rounding
+    /// could place in the top k is re-ranked in float64, so the result equals a float64
+    /// brute-force search (same ids, ties broken by lower id).
+    public func search(queries: [Float], k: Int, metric: Metric? = nil,
+                       options: SearchOptions = SearchOptions()) throws -> SearchResults {
+        func invalid(_ m: String) -> StoreError { StoreError(path: path, reason: .invalidInput(m)) }
+        guard k >= 1 && k <= SearchLimits.maximumK else { throw invalid("k = \(k) is outside 1…\(SearchLimits.maximumK)") }
+        guard queries.count % dimension == 0 else {
+            throw invalid("\(queries.count) query values are not a whole number of \(dimension)-dimensional vectors")
+        }
+        if let bad = queries.firstIndex(where: { !$0.isFinite }) {
+            throw invalid("query \(bad / dimension), column \(bad % dimension): NaN or infinite value")
+        }
+        let metric = metric ?? self.metric
+        let nq = queries.count / dimension
+        var results = SearchResults(generation: generation, queryCount: nq, k: k, metric: metric,
+                                    ids: [Int64](repeating: -1, count: nq * k),
+                                    distances: [Float](repeating: .infinity, count: nq * k), exactRescans: 0)
+        guard nq > 0, count > 0 else { return results }
+        withExtendedLifetime(self) {
+            SearchRun(store: self, queries: queries, queryCount: nq, k: k, metric: metric, options: options)
+                .run(into: &results)
+        }
+        return results
+    }
+}
+
+/// One search call: padded queries, per-thread candidate heaps, float64 re-ranking.
+private struct SearchRun {
+    let store: StoreGeneration
+    let queryCount: Int
+    let k: Int
+    let metric: Metric
+    let options: SearchOptions
+    let stride: Int
+    let dim: Int
+    /// Candidates kept per query per thread.
+    let capacity: Int
+    let queries: [Float]
+
+    init(store: StoreGeneration, queries: [Float], queryCount: Int, k: Int, metric: Metric, options: SearchOptions) {
+        self.store = store
+        self.queries = queries
+        self.queryCount = queryCount
+        self.k = k
+        self.metric = metric
+        self.options = options
+        self.stride = store.rowStrideFloats
+        self.dim = store.dimension
+        self.capacity = min(store.count, k + SearchLimits.candidateMargin)
+    }
+
+    func run(into results: inout SearchResults) {
+        let padded = UnsafeMutableRawPointer.allocate(byteCount: max(1, queryCount * stride * 4), alignment: 64)
+            .bindMemory(to: Float.self, capacity: queryCount * stride)
+        defer { padded.deallocate() }
+        padded.initialize(repeating: 0, count: queryCount * stride)
+        queries.withUnsafeBufferPointer { q in
+            guard let source = q.baseAddress else { return }
+            for i in 0..<queryCount {
+                (padded + i * stride).update(from: source + i * dim, count: dim)
+            }
+        }
+
+        // Split rows into contiguous parts, one per worker, each a multiple of the row block.
+        let workers = min(options.threads, max(1, store.count / 4096))
+        let perPart = (store.count + workers - 1) / workers
+        let partRows = (perPart + 15) / 16 * 16
+        let parts = (0..<workers).map { w in (w * partRows, min(store.count, (w + 1) * partRows)) }
+            .filter { $0.0 < $0.1 }
+        var heaps = parts.map { _ in CandidateHeaps(queries: queryCount, capacity: 0) }
+        heaps.withUnsafeMutableBufferPointer { heapsBuffer in
+            guard let heapsBase = heapsBuffer.baseAddress else { return }
+            let body: (Int) -> Void = { part in
+                let (lo, hi) = parts[part]
+                let local = CandidateHeaps(queries: queryCount, capacity: min(hi - lo, capacity))
+                store.inverseNorms.withUnsafeBufferPointer { inverse in
+                    // count > 0 here (checked by search), so the norms buffer is never empty.
+                    guard let inverseNorms = inverse.baseAddress else { return }
+                    let batched = queryCount >= options.blasMinimumBatch
+                    let fused = batched && options.fusedBatchKernel && beand_store_has_batch_kernel(cpuLevel) != 0
+                    let scratch = Scratch(rowBlock: options.rowBlock, blas: batched && !fused, inverseNorms: inverseNorms)
+                    defer { scratch.deallocate() }
+                    if fused {
+                        scanFused(padded, rows: lo..<hi, scratch: scratch, into: local)
+                    } else if batched {
+                        scanBLAS(padded, rows: lo..<hi, scratch: scratch, into: local)
+                    } else {
+                        for q in 0..<queryCount {
+                            scanSIMD(padded + q * stride, query: q, rows: lo..<hi, scratch: scratch, into: local)
+                        }
+                    }
+                }
+                (heapsBase + part).pointee = local
+            }
+            if parts.count == 1 {
+                body(0)
+            } else {
+                DispatchQueue.concurrentPerform(iterations: parts.count, execute: body)
+            }
+        }
+
+        let epsilon = Double(Float.ulpOfOne) / 2
+        let gamma = Double(dim + 8) * epsilon * 1.5
+        for q in 0..<queryCount {
+            let query = padded + q * stride
+            let qNorm = squaredNorm(query, dim).squareRoot()
+            let bound: Double = metric == .l2
+                ? gamma * (store.maxNorm * store.maxNorm + 2 * qNorm * store.maxNorm)
+                : gamma * qNorm
+            rank(query: q, queryPointer: query, heaps: heaps, parts: parts, errorBound: Float(bound), into: &results)
+        }
+    }
+
+    /// Picks the exact top k of one query from the float32 candidates of all parts.
+    private func rank(query q: Int, queryPointer: UnsafePointer<Float>, heaps: [CandidateHeaps],
+                      parts: [(Int, Int)], errorBound: Float, into results: inout SearchResults) {
+        var all: [(score: Float, id: Int32)] = []
+        for h in heaps { all.append(contentsOf: h.entries(of: q)) }
+        all.sort { $0.score < $1.score || ($0.score == $1.score && $0.id < $1.id) }
+        let kEff = min(k, store.count)
+        let kth = all[kEff - 1].score
+        // Anything whose float32 score is within twice the rounding bound of the k-th could be in
+        // the true top k (and anything below it is a candidate).
+        let cutoff = kth + 2 * errorBound
+        var complete = true
+        for (i, h) in heaps.enumerated() where h.capacity < parts[i].1 - parts[i].0 {
+            if h.worst(of: q) <= cutoff { complete = false }
+        }
+        var exact: [(distance: Double, id: Int32)]
+        if complete {
+            exact = all.prefix { $0.score <= cutoff }.map { (exactDistance(queryPointer, row: Int($0.id)), $0.id) }
+        } else {
+            results.exactRescans += 1
+            exact = (0..<store.count).map { (exactDistance(queryPointer, row: $0), Int32($0)) }
+        }
+        exact.sort { $0.distance < $1.distance || ($0.distance == $1.distance && $0.id < $1.id) }
+        for j in 0..<min(kEff, exact.count) {
+            results.ids[q * k + j] = Int64(exact[j].id)
+            results.distances[q * k + j] = Float(exact[j].distance)
+        }
+    }
+
+    private func exactDistance(_ query: UnsafePointer<Float>, row: Int) -> Double {
+        let x = store.rows + row * stride
+        switch metric {
+        case .l2:
+            var s: Double = 0
+            for i in 0..<dim { let d = Double(query[i]) - Double(x[i]); s += d * d }
+            return s
+        case .cosine:
+            var dot: Double = 0, qq: Double = 0, xx: Double = 0
+            for i in 0..<dim {
+                let a = Double(query[i]), b = Double(x[i])
+                dot += a * b; qq += a * a; xx += b * b
+            }
+            guard qq > 0, xx > 0 else { return 1 }
+            return 1 - dot / (qq.squareRoot() * xx.squareRoot())
+        }
+    }
+
+    // MARK: float32 kernels (Sources/CBLAS/store_kernels.h)
+
+    /// One query, one pass over the rows: SIMD dot products of a block of rows into an L1-resident
+    /// buffer, then the fused filter hands only the rows that beat the current k-th to the heap.
+    private func scanSIMD(_ query: UnsafePointer<Float>, query q: Int, rows: Range<Int>,
+                          scratch: Scratch, into heaps: CandidateHeaps) {
+        let block = SearchRun.simdBlock
+        var r0 = rows.lowerBound
+        while r0 < rows.upperBound {
+            let nr = min(block, rows.upperBound - r0)
+            beand_store_dots(cpuLevel, query, store.rows + r0 * stride, stride, stride, nr, scratch.dots)
+            offer(scratch.dots, count: nr, firstRow: r0, query: q, scratch: scratch, into: heaps)
+            r0 += nr
+        }
+    }
+
+    /// Batches on AVX-512: up to 64 queries against every row in one pass, dot products and the
+    /// top-k threshold test fused in registers (no distance matrix at all).
+    private func scanFused(_ padded: UnsafePointer<Float>, rows: Range<Int>, scratch: Scratch,
+                           into heaps: CandidateHeaps) {
+        let chunk = SearchLimits.queryChunk
+        let transposed = UnsafeMutableRawPointer.allocate(byteCount: chunk * dim * 4, alignment: 64)
+            .bindMemory(to: Float.self, capacity: chunk * dim)
+        defer { transposed.deallocate() }
+        var thresholds = [Float](repeating: -.infinity, count: chunk)
+        let isL2 = metric == .l2
+        let aux = isL2 ? store.squaredNorms : scratch.inverseNorms
+        var q0 = 0
+        while q0 < queryCount {
+            let nq = min(chunk, queryCount - q0)
+            transposed.initialize(repeating: 0, count: chunk * dim)
+            for j in 0..<nq {
+                let query = padded + (q0 + j) * stride
+                for c in 0..<dim { transposed[c * chunk + j] = query[c] }
+            }
+            for j in 0..<chunk { thresholds[j] = j < nq ? heaps.worst(of: q0 + j) : -.infinity }
+            var r0 = rows.lowerBound
+            while r0 < rows.upperBound {
+                var found = 0
+                let done = thresholds.withUnsafeBufferPointer { t in
+                    beand_store_batch(cpuLevel, transposed, Int32((nq + 15) / 16), store.rows + r0 * stride, stride, dim,
+                                      rows.upperBound - r0, aux + r0, isL2 ? 1 : 0, t.baseAddress, UInt32(r0),
+                                      Scratch.candidateCapacity, scratch.candidateQueries, scratch.candidateRows,
+                                      scratch.candidateScores, &found)
+                }
+                for i in 0..<found {
+                    let q = q0 + Int(scratch.candidateQueries[i])
+                    let score = scratch.candidateScores[i]
+                    heaps.withHeap(of: q) { heap in
+                        if score < heap.worst {
+                            thresholds[q - q0] = heap.replaceWorst(score: score, id: Int32(bitPattern: scratch.candidateRows[i]))
+                        }
+                    }
+                }
+                r0 += done
+            }
+            q0 += nq
+        }
+    }
+
+    /// Batches without AVX-512: sgemm of a query chunk against a block of rows, then the fused
+    /// top-k filter over the block while it is still in cache.
+    private func scanBLAS(_ padded: UnsafePointer<Float>, rows: Range<Int>, scratch: Scratch,
+                          into heaps: CandidateHeaps) {
+        let block = options.rowBlock
+        let chunk = SearchLimits.queryChunk
+        var q0 = 0
+        while q0 < queryCount {
+            let nq = min(chunk, queryCount - q0)
+            var r0 = rows.lowerBound
+            while r0 < rows.upperBound {
+                let nr = min(block, rows.upperBound - r0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(nq), Int32(nr), Int32(dim),
+                            1, padded + q0 * stride, Int32(stride), store.rows + r0 * stride, Int32(stride),
+                            0, scratch.dots, Int32(nr))
+                for qi in 0..<nq {
+                    offer(scratch.dots + qi * nr, count: nr, firstRow: r0, query: q0 + qi, scratch: scratch, into: heaps)
+                }
+                r0 += nr
+            }
+            q0 += nq
+        }
+    }
+
+    @inline(__always)
+    private func offer(_ dots: UnsafePointer<Float>, count: Int, firstRow: Int, query: Int, scratch: Scratch,
+                       into heaps: CandidateHeaps) {
+        let isL2 = metric == .l2
+        let aux = (isL2 ? store.squaredNorms : scratch.inverseNorms) + firstRow
+        heaps.withHeap(of: query) { heap in
+            let found = beand_store_filter(cpuLevel, dots, aux, isL2 ? 1 : 0, count, heap.worst, UInt32(firstRow),
+                                           scratch.candidateRows, scratch.candidateScores)
+            var worst = heap.worst
+            for j in 0..<found where scratch.candidateScores[j] < worst {
+                worst = heap.replaceWorst(score: scratch.candidateScores[j], id: Int32(bitPattern: scratch.candidateRows[j]))
+            }
+        }
+    }
+
+    static let simdBlock = 256
+
+    /// Per-worker buffers, sized for the largest block either path uses.
+    struct Scratch {
+        let dots: UnsafeMutablePointer<Float>
+        let candidateQueries: UnsafeMutablePointer<UInt32>
+        let candidateRows: UnsafeMutablePointer<UInt32>
+        let candidateScores: UnsafeMutablePointer<Float>
+        let inverseNorms: UnsafePointer<Float>
+        static let candidateCapacity = 4096
+
+        init(rowBlock: Int, blas: Bool, inverseNorms: UnsafePointer<Float>) {
+            // The sgemm block is only needed on the BLAS path; the others need one row block.
+            let floats = blas ? SearchLimits.queryChunk * max(rowBlock, SearchRun.simdBlock) : SearchRun.simdBlock
+            dots = UnsafeMutableRawPointer.allocate(byteCount: floats * 4, alignment: 64)
+                .bindMemory(to: Float.self, capacity: floats)
+            let candidates = max(Self.candidateCapacity, rowBlock, SearchRun.simdBlock)
+            candidateQueries = .allocate(capacity: candidates)
+            candidateRows = .allocate(capacity: candidates)
+            candidateScores = .allocate(capacity: candidates)
+            self.inverseNorms = inverseNorms
+        }
+
+        func deallocate() {
+            UnsafeMutableRawPointer(dots).deallocate()
+            candidateQueries.deallocate()
+            candidateRows.deallocate()
+            candidateScores.deallocate()
+        }
+    }
+}
+
+/// Which kernel variant this CPU runs (AVX-512, AVX2+FMA or scalar), decided once.
+private let cpuLevel: Int32 = beand_store_cpu_level()
+
+/// Fixed-capacity max-heaps of (score, row), one per query, in two flat buffers owned by one
+/// search worker. Starts full of +inf sentinels so insertion never checks the size.
+final class CandidateHeaps {
+    let capacity: Int
+    private let count: Int
+    private let scores: UnsafeMutablePointer<Float>
+    private let ids: UnsafeMutablePointer<Int32>
+
+    init(queries: Int, capacity: Int) {
+        self.capacity = capacity
+        count = max(1, queries * capacity)
+        scores = .allocate(capacity: count)
+        scores.initialize(repeating: .infinity, count: count)
+        ids = .allocate(capacity: count)
+        ids.initialize(repeating: -1, count: count)
+    }
+
+    deinit {
+        scores.deallocate()
+        ids.deallocate()
+    }
+
+    @inline(__always)
+    func withHeap<R>(of query: Int, _ body: (inout CandidateHeap) -> R) -> R {
+        var heap = CandidateHeap(scores: scores + query * capacity, ids: ids + query * capacity, capacity: capacity)
+        return body(&heap)
+    }
+
+    func worst(of query: Int) -> Float { capacity == 0 ? -.infinity : scores[query * capacity] }
+
+    func entries(of query: Int) -> [(score: Float, id: Int32)] {
+        (0..<capacity).compactMap { j in
+            let id = ids[query * capacity + j]
+            return id < 0 ? nil : (scores[query * capacity + j], id)
+        }
+    }
+}
+
+struct CandidateHeap {
+    let scores: UnsafeMutablePointer<Float>
+    let ids: UnsafeMutablePointer<Int32>
+    let capacity: Int
+
+    var worst: Float { capacity == 0 ? -.infinity : scores[0] }
+
+    /// Replaces the root (the worst kept candidate) and sifts down; returns the new worst.
+    @inline(__always)
+    mutating func replaceWorst(score: Float, id: Int32) -> Float {
+        var i = 0
+        while true {
+            let left = 2 * i + 1
+            if left >= capacity { break }
+            let right = left + 1
+            let child = right < capacity && scores[right] > scores[left] ? right : left
+            if scores[child] <= score { break }
+            scores[i] = scores[child]
+            ids[i] = ids[child]
+            i = child
+        }
+        scores[i] = score
+        ids[i] = id
+        return scores[0]
+    }
+}

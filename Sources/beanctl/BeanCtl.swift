@@ -11,6 +11,7 @@ struct BeanCtl: ParsableCommand {
         version: BeandVersion.string,
         subcommands: [
             Bench.self,
+            Segment.self,
         ]
     )
 }

@@ -3,27 +3,41 @@
 struct ForegroundClassifier {
     private(set) var table: [UInt8]
 
-    init(background: RGB, threshold: Double) {
-        self.init(dark: background, bright: background, threshold: threshold)
+    /// Background = the shades of `background` from (1 - shade) × to (1 + shade) ×.
+    init(background: RGB, shade: Double, threshold: Double, chromaWeight: Double) {
+        func scaled(_ f: Double) -> RGB {
+            func c(_ v: UInt8) -> UInt8 { UInt8(min(255, max(0, (Double(v) * f).rounded()))) }
+            return RGB(c(background.red), c(background.green), c(background.blue))
+        }
+        self.init(lines: [ColourLine(scaled(1 - shade), scaled(1 + shade))], threshold: threshold, chromaWeight: chromaWeight)
     }
 
-    /// Foreground = RGB distance to the segment dark…bright at least `threshold`.
-    init(dark: RGB, bright: RGB, threshold: Double) {
+    /// Foreground = weighted RGB distance to every line at least `threshold`. The error vector's
+    /// component across the grey axis (chroma) counts `chromaWeight` times its component along it.
+    init(lines: [ColourLine], threshold: Double, chromaWeight: Double) {
         table = [UInt8](repeating: 0, count: 32 * 32 * 32)
-        let a = (Double(dark.red), Double(dark.green), Double(dark.blue))
-        let d = (Double(bright.red) - a.0, Double(bright.green) - a.1, Double(bright.blue) - a.2)
-        let dd = d.0 * d.0 + d.1 * d.1 + d.2 * d.2
         let t2 = threshold * threshold
+        let w2 = chromaWeight * chromaWeight
+        let segments = lines.map { line -> ((Double, Double, Double), (Double, Double, Double), Double) in
+            let a = (Double(line.from.red), Double(line.from.green), Double(line.from.blue))
+            let d = (Double(line.to.red) - a.0, Double(line.to.green) - a.1, Double(line.to.blue) - a.2)
+            return (a, d, d.0 * d.0 + d.1 * d.1 + d.2 * d.2)
+        }
         for r in 0..<32 {
             for g in 0..<32 {
                 for b in 0..<32 {
-                    let p = (Double(r * 8 + 4) - a.0, Double(g * 8 + 4) - a.1, Double(b * 8 + 4) - a.2)
-                    var t = dd > 0 ? (p.0 * d.0 + p.1 * d.1 + p.2 * d.2) / dd : 0
-                    t = min(1, max(0, t))
-                    let e = (p.0 - t * d.0, p.1 - t * d.1, p.2 - t * d.2)
-                    if e.0 * e.0 + e.1 * e.1 + e.2 * e.2 >= t2 {
-                        table[(r << 10) | (g << 5) | b] = 1
+                    var nearest = Double.infinity
+                    for (a, d, dd) in segments {
+                        let p = (Double(r * 8 + 4) - a.0, Double(g * 8 + 4) - a.1, Double(b * 8 + 4) - a.2)
+                        var t = dd > 0 ? (p.0 * d.0 + p.1 * d.1 + p.2 * d.2) / dd : 0
+                        t = min(1, max(0, t))
+                        let e = (p.0 - t * d.0, p.1 - t * d.1, p.2 - t * d.2)
+                        let grey = (e.0 + e.1 + e.2) / 3
+                        let along = 3 * grey * grey
+                        let across = (e.0 - grey) * (e.0 - grey) + (e.1 - grey) * (e.1 - grey) + (e.2 - grey) * (e.2 - grey)
+                        nearest = min(nearest, along + w2 * across)
                     }
+                    if nearest >= t2 { table[(r << 10) | (g << 5) | b] = 1 }
                 }
             }
         }

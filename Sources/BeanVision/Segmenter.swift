@@ -28,9 +28,10 @@ public final class Segmenter {
         case .auto:
             classifier = nil
         case .colour(let c):
-            classifier = ForegroundClassifier(background: c, threshold: settings.threshold)
-        case .shaded(let dark, let bright):
-            classifier = ForegroundClassifier(dark: dark, bright: bright, threshold: settings.threshold)
+            classifier = ForegroundClassifier(background: c, shade: settings.shadeTolerance, threshold: settings.threshold,
+                                              chromaWeight: settings.chromaWeight)
+        case .lines(let lines):
+            classifier = ForegroundClassifier(lines: lines, threshold: settings.threshold, chromaWeight: settings.chromaWeight)
         }
         beans.reserveCapacity(256)
         dirtyBoxes.reserveCapacity(256)
@@ -41,7 +42,7 @@ public final class Segmenter {
         switch settings.background {
         case .auto: return learner.colour
         case .colour(let c): return c
-        case .shaded(_, let bright): return bright
+        case .lines(let lines): return lines.last?.to
         }
     }
 
@@ -57,7 +58,8 @@ public final class Segmenter {
             learner.add(pixels: px, stride: frame.stride, bytesPerPixel: frame.format.bytesPerPixel, region: region)
         }
         if let colour = learner.colour {
-            classifier = ForegroundClassifier(background: colour, threshold: settings.threshold)
+            classifier = ForegroundClassifier(background: colour, shade: settings.shadeTolerance, threshold: settings.threshold,
+                                              chromaWeight: settings.chromaWeight)
         }
     }
 
@@ -115,7 +117,14 @@ public final class Segmenter {
                 if let maxArea = settings.maxArea, moments.area > maxArea { continue }
                 let touches = moments.minX <= region.x || moments.minY <= region.y
                     || moments.maxX >= region.maxX - 1 || moments.maxY >= region.maxY - 1
-                if touches && settings.dropBeansTouchingEdge { continue }
+                switch settings.edgeFilter {
+                case .keep: break
+                case .dropAtRegionEdge: if touches { continue }
+                case .dropAtFrameEdge:
+                    if moments.minX == 0 || moments.minY == 0 || moments.maxX == frame.width - 1 || moments.maxY == frame.height - 1 {
+                        continue
+                    }
+                }
                 let label = Int32(beans.count + 1)
                 let bean = moments.bean(label: label, touchesEdge: touches)
                 if let maxElongation = settings.maxElongation, bean.majorAxis > maxElongation * max(bean.minorAxis, 1) {
@@ -206,9 +215,9 @@ public final class Segmenter {
     /// Morphology may grow the mask past the region of interest; cut it back.
     private func clip(to region: PixelRect) {
         guard region.x > 0 || region.y > 0 || region.maxX < mask.width || region.maxY < mask.height else { return }
-        let wpr = mask.wordsPerRow
+        let wpr = mask.wordsPerRow, height = mask.height
         mask.words.withUnsafeMutableBufferPointer { words in
-            for y in 0..<mask.height {
+            for y in 0..<height {
                 for k in 0..<wpr {
                     let x0 = k * 64
                     var keep: UInt64 = 0

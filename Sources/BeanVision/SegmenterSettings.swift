@@ -21,10 +21,21 @@ public enum BackgroundModel: Sendable, Hashable {
     case auto
     /// One configured belt colour.
     case colour(RGB)
-    /// A belt whose brightness varies (shadows, a dark window in a white jig): every colour on the
-    /// straight line from `dark` to `bright` in RGB space counts as background, so shading along that
-    /// line is not mistaken for a bean.
-    case shaded(dark: RGB, bright: RGB)
+    /// Background made of one or more colour lines in RGB space: every colour on the straight line
+    /// between a line's two ends counts as background, so shading along it is not mistaken for a
+    /// bean (a dark window in a white jig: one line for the window, one for the white frame).
+    case lines([ColourLine])
+}
+
+/// All colours on the straight RGB line from `from` to `to`.
+public struct ColourLine: Sendable, Hashable, CustomStringConvertible {
+    public var from: RGB
+    public var to: RGB
+    public init(_ from: RGB, _ to: RGB) {
+        self.from = from
+        self.to = to
+    }
+    public var description: String { "\(from):\(to)" }
 }
 
 /// A rectangle in pixel coordinates; x to the right, y down.
@@ -60,6 +71,12 @@ public struct SegmenterSettings: Sendable, Hashable {
     public var background: BackgroundModel = .auto
     /// A pixel is foreground when its RGB distance to the background is at least this.
     public var threshold: Double = 40
+    /// Brightness variation of the belt (vignetting, uneven light) accepted as background with
+    /// `.auto` and `.colour`: every shade from (1 - t) × to (1 + t) × the belt colour is background.
+    public var shadeTolerance: Double = 0.2
+    /// Weight of the colour (chroma) part of the distance against its brightness part; above 1 a
+    /// bean as dark as the belt but of another hue still stands out.
+    public var chromaWeight: Double = 1
     /// Only this part of the frame is segmented; nil = the whole frame.
     public var regionOfInterest: PixelRect? = nil
     /// Radius of the square structuring element of the opening (removes specks and thin threads);
@@ -86,20 +103,18 @@ public struct SegmenterSettings: Sendable, Hashable {
     /// Peaks with a half-width (distance to background) below this never become a bean of their
     /// own; nil = derived from `minArea` (0.5 × √(minArea / π)).
     public var minSplitRadius: Double? = nil
-    /// Drop beans that touch the edge of the region of interest (or the frame): they are cut off
-    /// and their size, shape and position are wrong. A tracker usually wants them kept.
-    public var dropBeansTouchingEdge: Bool = false
+    /// Which cut-off beans to drop. A tracker usually wants them kept (it sees them whole later).
+    public var edgeFilter: EdgeFilter = .keep
 
     public init() {}
 
     /// Tray photos and belts: beans on a uniform light belt; the belt colour is learned.
     public static var tray: SegmenterSettings {
         var settings = SegmenterSettings()
-        settings.threshold = 45
+        settings.threshold = 20
         settings.openRadius = 2
         settings.closeRadius = 3
         settings.minArea = 1_500
-        settings.dropBeansTouchingEdge = false
         return settings
     }
 
@@ -107,13 +122,20 @@ public struct SegmenterSettings: Sendable, Hashable {
     /// grey line between the two is background; beans are yellowish and stand off that line.
     public static var mindforge: SegmenterSettings {
         var settings = SegmenterSettings()
-        settings.background = .shaded(dark: RGB(20, 24, 34), bright: RGB(235, 235, 235))
-        settings.threshold = 38
+        settings.background = .lines([
+            ColourLine(RGB(0, 0, 0), RGB(40, 46, 56)),
+            ColourLine(RGB(110, 110, 110), RGB(255, 255, 255)),
+        ])
+        settings.chromaWeight = 2.5
+        settings.threshold = 45
         settings.openRadius = 3
         settings.closeRadius = 4
         settings.minArea = 4_000
         settings.splitTouching = false
-        settings.dropBeansTouchingEdge = true
+        // The 1st-batch photos show a brown reflection at the top of the window, as dark and as
+        // brown as a black bean: only the region below it is searched.
+        settings.regionOfInterest = PixelRect(x: 0, y: 110, width: 640, height: 530)
+        settings.edgeFilter = .dropAtFrameEdge
         return settings
     }
 
@@ -123,6 +145,9 @@ public struct SegmenterSettings: Sendable, Hashable {
             SegmenterSettingsError(field: field, reason: why)
         }
         guard threshold > 0, threshold.isFinite else { throw fail("threshold", "must be a positive number, got \(threshold)") }
+        guard shadeTolerance >= 0, shadeTolerance < 1 else { throw fail("shadeTolerance", "must be in [0, 1), got \(shadeTolerance)") }
+        guard chromaWeight > 0, chromaWeight.isFinite else { throw fail("chromaWeight", "must be a positive number, got \(chromaWeight)") }
+        if case .lines(let lines) = background, lines.isEmpty { throw fail("background", "needs at least one colour line") }
         guard (0...32).contains(openRadius) else { throw fail("openRadius", "must be 0…32, got \(openRadius)") }
         guard (0...32).contains(closeRadius) else { throw fail("closeRadius", "must be 0…32, got \(closeRadius)") }
         guard minArea >= 1 else { throw fail("minArea", "must be at least 1, got \(minArea)") }
@@ -134,6 +159,16 @@ public struct SegmenterSettings: Sendable, Hashable {
             throw fail("regionOfInterest", "must have a positive width and height, got \(roi)")
         }
     }
+}
+
+/// Beans reaching an edge are cut off: their size, shape and position are wrong.
+public enum EdgeFilter: String, Sendable, Hashable, CaseIterable {
+    /// Keep them (flagged `touchesEdge`).
+    case keep
+    /// Drop beans that reach the frame's edge (the region of interest may still cut a bean).
+    case dropAtFrameEdge = "frame"
+    /// Drop beans that reach the edge of the region of interest (the frame's edge when there is none).
+    case dropAtRegionEdge = "region"
 }
 
 public struct SegmenterSettingsError: Error, CustomStringConvertible, Equatable {

@@ -31,11 +31,17 @@ struct Segment: ParsableCommand {
     @Option(help: "Starting settings: default, tray (beans on a light tray or belt), mindforge (single-bean jig).")
     var preset: Preset = .default
 
-    @Option(help: ArgumentHelp("Background: auto (learned per image), R,G,B, or DARK:BRIGHT as R,G,B:R,G,B (a line of shades).", valueName: "MODEL"))
+    @Option(help: ArgumentHelp("Background: auto (learned per image), R,G,B, or colour lines R,G,B:R,G,B[/R,G,B:R,G,B…].", valueName: "MODEL"))
     var background: String?
 
     @Option(help: "Foreground when the RGB distance to the background is at least this.")
     var threshold: Double?
+
+    @Option(name: .customLong("chroma-weight"), help: "Weight of hue against brightness in the colour distance.")
+    var chromaWeight: Double?
+
+    @Option(name: .customLong("shade-tolerance"), help: "Brightness variation of a single belt colour accepted as background (fraction).")
+    var shadeTolerance: Double?
 
     @Option(help: ArgumentHelp("Region of interest x,y,w,h in pixels.", valueName: "x,y,w,h"))
     var roi: String?
@@ -61,8 +67,8 @@ struct Segment: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Split touching beans.")
     var split: Bool?
 
-    @Flag(name: .customLong("drop-edge"), inversion: .prefixedEnableDisable, help: "Drop beans that touch the edge of the image or region.")
-    var dropEdge: Bool?
+    @Option(name: .customLong("edge"), help: "Cut-off beans: keep, frame (drop those at the image edge), region (drop those at the region's edge).")
+    var edge: EdgeFilter?
 
     func settings() throws -> SegmenterSettings {
         var s: SegmenterSettings
@@ -73,6 +79,8 @@ struct Segment: ParsableCommand {
         }
         if let background { s.background = try Self.parseBackground(background) }
         if let threshold { s.threshold = threshold }
+        if let chromaWeight { s.chromaWeight = chromaWeight }
+        if let shadeTolerance { s.shadeTolerance = shadeTolerance }
         if let roi { s.regionOfInterest = try Self.parseRect(roi) }
         if let minArea { s.minArea = minArea }
         if let maxArea { s.maxArea = maxArea }
@@ -81,7 +89,7 @@ struct Segment: ParsableCommand {
         if let closeRadius { s.closeRadius = closeRadius }
         if let splitDepth { s.splitDepth = splitDepth }
         if let split { s.splitTouching = split }
-        if let dropEdge { s.dropBeansTouchingEdge = dropEdge }
+        if let edge { s.edgeFilter = edge }
         do {
             try s.validate()
         } catch let error as SegmenterSettingsError {
@@ -100,11 +108,16 @@ struct Segment: ParsableCommand {
 
     static func parseBackground(_ text: String) throws -> BackgroundModel {
         if text == "auto" { return .auto }
-        let halves = text.split(separator: ":", omittingEmptySubsequences: false)
-        if halves.count == 2 {
-            return .shaded(dark: try parseColour(String(halves[0])), bright: try parseColour(String(halves[1])))
+        if !text.contains(":") { return .colour(try parseColour(text)) }
+        var lines: [ColourLine] = []
+        for line in text.split(separator: "/", omittingEmptySubsequences: false) {
+            let ends = line.split(separator: ":", omittingEmptySubsequences: false)
+            guard ends.count == 2 else {
+                throw ValidationError("--background: '\(line)' is not a colour line R,G,B:R,G,B")
+            }
+            lines.append(ColourLine(try parseColour(String(ends[0])), try parseColour(String(ends[1]))))
         }
-        return .colour(try parseColour(text))
+        return .lines(lines)
     }
 
     static func parseRect(_ text: String) throws -> PixelRect {
@@ -122,6 +135,7 @@ struct Segment: ParsableCommand {
             try FileManager.default.createDirectory(atPath: overlay, withIntermediateDirectories: true)
         }
         var failures = 0
+        var overlayNames = Set<String>()
         for (index, path) in images.enumerated() {
             do {
                 let frame = try ImageFileLoader.load(path: path, sequence: UInt64(index))
@@ -133,7 +147,15 @@ struct Segment: ParsableCommand {
                     print(Self.textReport(image: path, beans: beans, background: segmenter.backgroundColour))
                 }
                 if let overlay {
-                    let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension + ".png"
+                    // Photos from different folders often share a file name (060.jpg): number repeats.
+                    let stem = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+                    var name = stem + ".png"
+                    var repeatCount = 1
+                    while overlayNames.contains(name) {
+                        repeatCount += 1
+                        name = "\(stem)-\(repeatCount).png"
+                    }
+                    overlayNames.insert(name)
                     let rgb = OverlayRenderer.render(frame: frame, beans: beans, segmenter: segmenter, region: settings.regionOfInterest)
                     try ImageFileLoader.writePNG(path: (overlay as NSString).appendingPathComponent(name),
                                                  width: frame.width, height: frame.height, rgb: rgb)
@@ -187,6 +209,8 @@ struct Segment: ParsableCommand {
 }
 
 /// Draws what the segmenter found over the photo: bean outlines, boxes and major axes.
+extension EdgeFilter: ExpressibleByArgument {}
+
 enum OverlayRenderer {
     static func render(frame: Frame, beans: [SegmentedBean], segmenter: Segmenter, region: PixelRect?) -> [UInt8] {
         let w = frame.width, h = frame.height

@@ -84,7 +84,7 @@ public struct SegmenterSettings: Sendable, Hashable {
     public var openRadius: Int = 1
     /// Radius of the closing (fills cracks and small holes in a bean); 0 = no closing. Applied after
     /// the opening.
-    public var closeRadius: Int = 2
+    public var closeRadius: Int = 0
     /// Fill holes of a bean (background regions enclosed by the bean) before measuring it.
     public var fillHoles: Bool = true
     /// Connected regions smaller than this are noise, and beans smaller than this are dropped.
@@ -99,7 +99,7 @@ public struct SegmenterSettings: Sendable, Hashable {
     /// Two distance-transform peaks are separate beans only when the saddle between them lies at
     /// least this fraction of the lower peak below it (the "neck" is narrower than
     /// (1 - splitDepth) × the thinner bean's half-width).
-    public var splitDepth: Double = 0.4
+    public var splitDepth: Double = 0.3
     /// Peaks with a half-width (distance to background) below this never become a bean of their
     /// own; nil = derived from `minArea` (0.5 × √(minArea / π)).
     public var minSplitRadius: Double? = nil

@@ -191,7 +191,7 @@ struct TouchingBeanSplitter {
                             for i in 0..<n where p[i] >= 0 { pk[i] = -1 }
                             for i in 0..<n where p[i] >= 0 {
                                 let r = Int(find(Int32(i)))
-                                if pk[r] < 0 { pk[r] = -2 - next; next += 1 }
+                                if pk[r] == -1 { pk[r] = -2 - next; next += 1 }
                                 p[i] = -2 - pk[r]
                             }
                         }

@@ -117,13 +117,13 @@ public final class Segmenter {
                 if let maxArea = settings.maxArea, moments.area > maxArea { continue }
                 let touches = moments.minX <= region.x || moments.minY <= region.y
                     || moments.maxX >= region.maxX - 1 || moments.maxY >= region.maxY - 1
+                let touchesFrame = moments.minX == 0 || moments.minY == 0
+                    || moments.maxX == frame.width - 1 || moments.maxY == frame.height - 1
+                if touchesFrame, let minAreaAtEdge = settings.minAreaAtEdge, moments.area < minAreaAtEdge { continue }
                 switch settings.edgeFilter {
                 case .keep: break
                 case .dropAtRegionEdge: if touches { continue }
-                case .dropAtFrameEdge:
-                    if moments.minX == 0 || moments.minY == 0 || moments.maxX == frame.width - 1 || moments.maxY == frame.height - 1 {
-                        continue
-                    }
+                case .dropAtFrameEdge: if touchesFrame { continue }
                 }
                 let label = Int32(beans.count + 1)
                 let bean = moments.bean(label: label, touchesEdge: touches)

@@ -105,6 +105,10 @@ public struct SegmenterSettings: Sendable, Hashable {
     public var minSplitRadius: Double? = nil
     /// Which cut-off beans to drop. A tracker usually wants them kept (it sees them whole later).
     public var edgeFilter: EdgeFilter = .keep
+    /// Beans reaching the frame's edge are kept only when at least this large: a mostly visible
+    /// bean stays, the sliver of a neighbour goes; nil = no such limit. (A bean cut only by the
+    /// region of interest is not affected: the region is a choice, the frame is not.)
+    public var minAreaAtEdge: Int? = nil
 
     public init() {}
 
@@ -122,20 +126,24 @@ public struct SegmenterSettings: Sendable, Hashable {
     /// grey line between the two is background; beans are yellowish and stand off that line.
     public static var mindforge: SegmenterSettings {
         var settings = SegmenterSettings()
-        settings.background = .lines([
-            ColourLine(RGB(0, 0, 0), RGB(40, 46, 56)),
-            ColourLine(RGB(110, 110, 110), RGB(255, 255, 255)),
-        ])
         settings.chromaWeight = 2.5
         settings.threshold = 45
         settings.openRadius = 3
         settings.closeRadius = 4
         settings.minArea = 4_000
         settings.splitTouching = false
+        // The white frame is bluish in places: bluish whites are background too.
+        settings.background = .lines([
+            ColourLine(RGB(0, 0, 0), RGB(40, 46, 56)),
+            ColourLine(RGB(110, 110, 110), RGB(255, 255, 255)),
+            ColourLine(RGB(100, 110, 125), RGB(225, 242, 255)),
+        ])
         // The 1st-batch photos show a brown reflection at the top of the window, as dark and as
-        // brown as a black bean: only the region below it is searched.
-        settings.regionOfInterest = PixelRect(x: 0, y: 110, width: 640, height: 530)
-        settings.edgeFilter = .dropAtFrameEdge
+        // brown as a black bean, and slivers of the neighbouring beans at the left: the region
+        // starts right of and below them. Slivers of neighbours at the frame's right edge are
+        // much smaller than the jig's bean.
+        settings.regionOfInterest = PixelRect(x: 75, y: 110, width: 565, height: 530)
+        settings.minAreaAtEdge = 20_000
         return settings
     }
 
@@ -154,6 +162,7 @@ public struct SegmenterSettings: Sendable, Hashable {
         if let maxArea, maxArea < minArea { throw fail("maxArea", "must be ≥ minArea (\(minArea)), got \(maxArea)") }
         if let maxElongation, !(maxElongation >= 1) { throw fail("maxElongation", "must be ≥ 1, got \(maxElongation)") }
         guard splitDepth > 0, splitDepth < 1 else { throw fail("splitDepth", "must be in (0, 1), got \(splitDepth)") }
+        if let minAreaAtEdge, minAreaAtEdge < 1 { throw fail("minAreaAtEdge", "must be at least 1, got \(minAreaAtEdge)") }
         if let minSplitRadius, !(minSplitRadius >= 0) { throw fail("minSplitRadius", "must be ≥ 0, got \(minSplitRadius)") }
         if let roi = regionOfInterest, roi.width <= 0 || roi.height <= 0 {
             throw fail("regionOfInterest", "must have a positive width and height, got \(roi)")

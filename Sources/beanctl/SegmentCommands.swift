@@ -70,6 +70,9 @@ struct Segment: ParsableCommand {
     @Option(name: .customLong("edge"), help: "Cut-off beans: keep, frame (drop those at the image edge), region (drop those at the region's edge).")
     var edge: EdgeFilter?
 
+    @Option(name: .customLong("min-area-at-edge"), help: "Beans reaching the image edge are kept only when at least this large (0 = no limit).")
+    var minAreaAtEdge: Int?
+
     func settings() throws -> SegmenterSettings {
         var s: SegmenterSettings
         switch preset {
@@ -90,6 +93,7 @@ struct Segment: ParsableCommand {
         if let splitDepth { s.splitDepth = splitDepth }
         if let split { s.splitTouching = split }
         if let edge { s.edgeFilter = edge }
+        if let minAreaAtEdge { s.minAreaAtEdge = minAreaAtEdge == 0 ? nil : minAreaAtEdge }
         do {
             try s.validate()
         } catch let error as SegmenterSettingsError {

@@ -118,6 +118,8 @@ public final class BeltTracker {
         var bornBeforeLine: Bool
         var decided: Bool
         var lastSeen: MonotonicInstant
+        /// The last detection did not reach the frame's edge (its centroid moves with the belt).
+        var whole: Bool
     }
 
     private var tracks: [Track] = []
@@ -129,7 +131,7 @@ public final class BeltTracker {
     private var trackTaken: [Bool] = []
     private var beanTaken: [Bool] = []
     private var histogram: [Int32] = []
-    private var positions: [(along: Double, across: Double, length: Double, width: Double)] = []
+    private var positions: [(along: Double, across: Double, length: Double, width: Double, whole: Bool)] = []
 
     public init(settings: TrackerSettings) throws {
         try settings.validate()
@@ -143,13 +145,14 @@ public final class BeltTracker {
     /// Live tracks (for status and tests).
     public var trackCount: Int { tracks.count }
 
-    private func alongAcross(_ bean: SegmentedBean, width: Int, height: Int) -> (Double, Double, Double, Double) {
+    private func alongAcross(_ bean: SegmentedBean, width: Int, height: Int) -> (Double, Double, Double, Double, Bool) {
         let (bw, bh) = (Double(bean.box.width), Double(bean.box.height))
+        let whole = !bean.touchesEdge
         switch settings.direction {
-        case .down: return (bean.centroidY, bean.centroidX, bh, bw)
-        case .up: return (Double(height) - bean.centroidY, bean.centroidX, bh, bw)
-        case .right: return (bean.centroidX, bean.centroidY, bw, bh)
-        case .left: return (Double(width) - bean.centroidX, bean.centroidY, bw, bh)
+        case .down: return (bean.centroidY, bean.centroidX, bh, bw, whole)
+        case .up: return (Double(height) - bean.centroidY, bean.centroidX, bh, bw, whole)
+        case .right: return (bean.centroidX, bean.centroidY, bw, bh, whole)
+        case .left: return (Double(width) - bean.centroidX, bean.centroidY, bw, bh, whole)
         }
     }
 
@@ -228,6 +231,7 @@ public final class BeltTracker {
             tracks[t].seen += 1
             tracks[t].missed = 0
             tracks[t].lastSeen = captured
+            tracks[t].whole = p.whole
             decideIfCrossed(t, previousAlong: previousAlong, previousTime: previousTime, line: line,
                             bean: beans[b], acrossExtent: acrossExtent, sequence: sequence, captured: captured)
         }
@@ -251,7 +255,8 @@ public final class BeltTracker {
             let born = p.along < line
             if !born { statistics.bornPastLine += 1 }
             tracks.append(Track(id: nextID, along: p.along, across: p.across, length: p.length, width: p.width,
-                                seen: 1, missed: 0, bornBeforeLine: born, decided: false, lastSeen: captured))
+                                seen: 1, missed: 0, bornBeforeLine: born, decided: false, lastSeen: captured,
+                                whole: p.whole))
             nextID += 1
             statistics.tracksStarted += 1
         }
@@ -279,7 +284,8 @@ public final class BeltTracker {
                                     crossed: crossed, ejectAt: ejectAt, frameSequence: sequence, bean: bean))
     }
 
-    /// The most common along-belt displacement between tracks and beans in the same column
+    /// The most common along-belt displacement between tracks and beans in the same column, both
+    /// whole (a bean cut by the frame's edge grows or shrinks, so its centroid does not keep pace)
     /// (2-pixel bins, averaged over the winning bin and its neighbours). With a prediction, only
     /// displacements near it count; without, only forward ones up to the largest step.
     private func measuredShift(predicted: Double?, extent: Double) -> Double? {
@@ -297,8 +303,8 @@ public final class BeltTracker {
         guard bins > 0, bins < 100_000 else { return nil }
         histogram.removeAll(keepingCapacity: true)
         histogram.append(contentsOf: repeatElement(0, count: bins))
-        for track in tracks where track.missed == 0 {
-            for p in positions {
+        for track in tracks where track.missed == 0 && track.whole {
+            for p in positions where p.whole {
                 guard abs(p.across - track.across) <= max(settings.gateAcrossPixels, 0.5 * min(track.width, p.width)) else { continue }
                 let d = p.along - track.along
                 guard d >= low, d <= high else { continue }
@@ -311,8 +317,8 @@ public final class BeltTracker {
         for i in histogram.indices where histogram[i] > histogram[best] { best = i }
         guard histogram[best] >= 2 else { return nil }
         var sum = 0.0, n = 0.0
-        for track in tracks where track.missed == 0 {
-            for p in positions {
+        for track in tracks where track.missed == 0 && track.whole {
+            for p in positions where p.whole {
                 guard abs(p.across - track.across) <= max(settings.gateAcrossPixels, 0.5 * min(track.width, p.width)) else { continue }
                 let d = p.along - track.along
                 guard d >= low, d <= high, abs(Int((d - low) / 2) - best) <= 1 else { continue }

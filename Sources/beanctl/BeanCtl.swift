@@ -20,6 +20,6 @@ struct BeanCtl: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the speed of beand's engines on this machine.",
-        subcommands: []
+        subcommands: [BenchSegment.self]
     )
 }

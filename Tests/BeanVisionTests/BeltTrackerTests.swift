@@ -189,3 +189,45 @@ private func instant(frame: Int, fps: Double = 100) -> MonotonicInstant {
         #expect(throws: TrackerSettingsError.self) { try BeltTracker(settings: s) }
     }
 }
+
+@Suite struct BeltVisionTests {
+    @Test func decidedBeansComeWithTheirCrops() throws {
+        var scene = SyntheticScene(width: 200, height: 600)
+        scene.beans = (0..<6).map { i in DrawnBean(x: 50 + Double(i % 3) * 50, y: 60 + Double(i) * 85, a: 16, b: 10, angle: Double(i)) }
+        var crop = CropSettings()
+        crop.size = 48
+        let vision = try BeltVision(segmenter: syntheticSettings(), tracker: TrackerSettings(), crop: crop)
+        var decided: [DecidedBean] = []
+        var offset = scene.height, index = 0
+        while offset > -160 {
+            let frame = scene.frame(offsetY: offset, windowHeight: 160, sequence: UInt64(index),
+                                    captured: MonotonicInstant(nanoseconds: UInt64(index) * 10_000_000))
+            decided += try vision.process(frame)
+            offset -= 10
+            index += 1
+        }
+        #expect(decided.count == 6)
+        #expect(Set(decided.map(\.event.beanID)).count == 6)
+        for d in decided {
+            #expect(d.crop.beanID == d.event.beanID)
+            #expect(d.crop.width == 48 && d.crop.pixels.count == 48 * 48 * 3)
+            // The crop's centre is bean, its corner is the masked background.
+            let centre = (24 * 48 + 24) * 3
+            #expect(d.crop.pixels[centre] < 150)
+            #expect(d.crop.pixels[0] == 0 && d.crop.pixels[1] == 0 && d.crop.pixels[2] == 0)
+        }
+    }
+
+    @Test func rejectsBadCropSettings() throws {
+        var crop = CropSettings()
+        crop.size = 2
+        #expect(throws: CropSettingsError.self) {
+            try BeltVision(segmenter: SegmenterSettings(), tracker: TrackerSettings(), crop: crop)
+        }
+        crop = CropSettings()
+        crop.scale = .fit(margin: 0.5)
+        #expect(throws: CropSettingsError.self) {
+            try BeltVision(segmenter: SegmenterSettings(), tracker: TrackerSettings(), crop: crop)
+        }
+    }
+}

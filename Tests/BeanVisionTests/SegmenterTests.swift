@@ -242,4 +242,31 @@ import Glibc
         // Fit scale: the bean spans most of the crop's width.
         #expect(4 * muUU.squareRoot() > 64 * 0.7)
     }
+
+    @Test func fixedScaleCropsKeepSizesComparable() throws {
+        var scene = SyntheticScene(width: 240, height: 120)
+        scene.noise = 0
+        scene.beans = [
+            DrawnBean(x: 60, y: 60, a: 30, b: 18, angle: 0),
+            DrawnBean(x: 180, y: 60, a: 15, b: 9, angle: 0),
+        ]
+        let frame = scene.frame()
+        let segmenter = try Segmenter(settings: syntheticSettings())
+        let beans = try segmenter.segment(frame).sorted { $0.area > $1.area }
+        #expect(beans.count == 2)
+        var settings = CropSettings()
+        settings.size = 64
+        settings.scale = .fixed(framePixelsPerCropPixel: 1)
+        func beanPixels(_ bean: SegmentedBean) -> Int {
+            let crop = segmenter.beanCrop(of: bean, in: frame, beanID: 1, settings: settings)
+            return stride(from: 0, to: crop.pixels.count, by: 3).filter {
+                crop.pixels[$0] != 0 || crop.pixels[$0 + 1] != 0 || crop.pixels[$0 + 2] != 0
+            }.count
+        }
+        // One frame pixel per crop pixel: crop areas match mask areas, the small bean stays small.
+        let big = beanPixels(beans[0]), small = beanPixels(beans[1])
+        #expect(abs(Double(big) - Double(beans[0].area)) / Double(beans[0].area) < 0.05)
+        #expect(abs(Double(small) - Double(beans[1].area)) / Double(beans[1].area) < 0.08)
+        #expect(Double(big) / Double(small) > 3)
+    }
 }

@@ -20,6 +20,14 @@ fi
 [ -x "$CTL" ] || { echo "61-segment-real: $CTL missing (swift build first)"; exit 1; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
+# A JPEG cut inside its header: a clear error naming the file, no crash, no output line.
+head -c 400 "$DATA/trays/DXHongo.jpg" >"$tmp/cut.jpg"
+"$CTL" segment --json "$tmp/cut.jpg" >"$tmp/cut.out" 2>"$tmp/cut.err"; rc=$?
+if [ $rc -eq 0 ] || [ $rc -gt 128 ] || ! grep -q "cut.jpg" "$tmp/cut.err" || [ -s "$tmp/cut.out" ]; then
+  echo "FAIL: truncated JPEG: rc=$rc, stderr: $(cat "$tmp/cut.err")"; exit 1
+fi
+echo "truncated JPEG rejected: $(head -1 "$tmp/cut.err")"
+
 "$CTL" segment --preset tray --belt-step 48 --belt-window 480 --json "$DATA"/trays/*.jpg >"$tmp/trays.json" || { echo "FAIL: beanctl segment on trays"; exit 1; }
 
 every="${BEAND_SAMPLE_EVERY:-1}"

@@ -1,4 +1,9 @@
 import BeanCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// How a bean is cut out for the encoder.
 public struct CropSettings: Sendable, Hashable {
@@ -94,9 +99,3 @@ extension Segmenter {
                         width: settings.size, height: settings.size, pixels: pixels)
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// One bean found in a frame.
 public struct SegmentedBean: Sendable, Hashable {
     /// The bean's value in the segmenter's label map (1-based, per frame); its mask is the set of
@@ -80,9 +86,3 @@ struct MomentAccumulator {
             touchesEdge: touchesEdge)
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

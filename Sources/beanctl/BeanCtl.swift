@@ -13,6 +13,7 @@ struct BeanCtl: ParsableCommand {
             Status.self, Ping.self, Version.self, Reload.self,
             Bench.self,
             Store.self,
+            Segment.self,
         ]
     )
 
@@ -41,6 +42,6 @@ struct BeanCtl: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the speed of beand's engines on this machine.",
-        subcommands: [BenchCapture.self, BenchStore.self]
+        subcommands: [BenchCapture.self, BenchStore.self, BenchSegment.self]
     )
 }

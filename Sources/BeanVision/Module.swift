@@ -1,1 +1,0 @@
-// BeanVision: see ../shared/design.md for what this module owns.

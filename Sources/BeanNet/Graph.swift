@@ -11,6 +11,7 @@ struct ConstTensor: Sendable {
 
     init(shape: [Int], floats: [Float]) { self.shape = shape; self.storage = .float(floats) }
     init(shape: [Int], ints: [Int64]) { self.shape = shape; self.storage = .int(ints) }
+    init(shape: [Int], storage: Storage) { self.shape = shape; self.storage = storage }
 
     var count: Int { shape.reduce(1, *) }
     var isInt: Bool { if case .int = storage { return true } else { return false } }

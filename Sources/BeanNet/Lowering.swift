@@ -617,7 +617,9 @@ extension Planner {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         var outHW = [0, 0], scaleHW: [Float] = [1, 1]
         if let sizes {
-            guard sizes.count == 4, sizes[0] == n, sizes[1] == c, sizes[2] > 0, sizes[3] > 0 else { throw node.error(.unsupported, "sizes \(sizes)") }
+            guard sizes.count == 4, sizes[0] == n, sizes[1] == c, sizes[2] > 0, sizes[3] > 0 else {
+                throw node.error(.unsupported, "sizes \(sizes) for input \(x.shape); only spatial resizing (batch and channels kept)")
+            }
             outHW = [sizes[2], sizes[3]]
             scaleHW = [Float(sizes[2]) / Float(h), Float(sizes[3]) / Float(w)]
         } else if let scales {

@@ -10,7 +10,7 @@ struct BeanCtl: ParsableCommand {
         abstract: "Control and inspect the beand bean-inspection daemon.",
         version: BeandVersion.string,
         subcommands: [
-            Bench.self,
+            Bench.self, ModelCommand.self,
         ]
     )
 }
@@ -19,6 +19,6 @@ struct BeanCtl: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the speed of beand's engines on this machine.",
-        subcommands: []
+        subcommands: [BenchEncoder.self]
     )
 }

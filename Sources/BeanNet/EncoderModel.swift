@@ -68,9 +68,17 @@ public final class EncoderModel: @unchecked Sendable {
                 dims[d] = .fixed(v)
             }
         }
-        for (d, dim) in dims.enumerated().dropFirst() {
-            if case .symbolic(let name) = dim {
+        var perSample = 1
+        for (d, dim) in dims.enumerated() {
+            switch dim {
+            case .symbolic(let name) where d > 0:
                 throw ModelError(.shape, "\(source): input '\(gi.name)' dimension \(d) is dynamic ('\(name)') and cannot be resolved; give the input size")
+            case .fixed(let v) where v > (1 << 16) || (d > 0 && perSample * v > (1 << 26)):
+                throw ModelError(.shape, "\(source): input '\(gi.name)' dimension \(d) = \(v) is beyond this runtime's limits")
+            case .fixed(let v) where d > 0:
+                perSample *= v
+            default:
+                break
             }
         }
         if case .fixed(let b) = dims[0] { fixedBatch = b } else { fixedBatch = nil }
@@ -158,8 +166,29 @@ public final class InferenceSession {
     /// Runs `batch` samples: `input` holds batch × inputCountPerSample floats (NCHW), `output`
     /// receives batch × outputCountPerSample floats of the first output.
     public func run(input: UnsafePointer<Float>, batch: Int, output: UnsafeMutablePointer<Float>) throws {
-        try runAll(input: input, batch: batch) { index, p in
-            if index == 0 { output.update(from: p, count: batch * outputCountPerSample) }
+        guard batch >= 1 && batch <= maxBatch else {
+            throw ModelError(.usage, "batch \(batch) outside 1…\(maxBatch) for this session")
+        }
+        let perIn = inputCountPerSample, perOut = outputCountPerSample
+        let base = arena.pointer
+        if model.fixedBatch == nil {
+            let plan = plans[batch - 1]
+            (base + plan.offsets[plan.inputs[0].storage]).update(from: input, count: batch * perIn)
+            plan.run(arena: base)
+            output.update(from: base + plan.offsets[plan.outputs[0].storage], count: batch * perOut)
+            return
+        }
+        let plan = plans[0]
+        guard plan.batch == 1 || batch == plan.batch else {
+            throw ModelError(.usage, "the model is fixed at batch \(plan.batch); got \(batch)")
+        }
+        // A file fixed at batch 1 runs sample by sample.
+        let runs = plan.batch == 1 ? batch : 1
+        let samples = plan.batch == 1 ? 1 : batch
+        for r in 0..<runs {
+            (base + plan.offsets[plan.inputs[0].storage]).update(from: input + r * perIn, count: samples * perIn)
+            plan.run(arena: base)
+            (output + r * perOut).update(from: base + plan.offsets[plan.outputs[0].storage], count: samples * perOut)
         }
     }
 

@@ -9,6 +9,19 @@ enum Folder {
         "Expand", "Transpose", "Sqrt", "Relu", "Abs",
     ]
 
+    /// Element count of `shape`, refusing negative dims and counts beyond 2^36 (no overflow traps on
+    /// corrupt files).
+    static func volume(_ shape: [Int], node: GraphNode) throws -> Int {
+        var n = 1
+        for d in shape {
+            guard d >= 0 else { throw node.error(.shape, "negative dimension in \(shape)") }
+            let (p, o) = n.multipliedReportingOverflow(by: d)
+            guard !o, p <= (1 << 36) else { throw node.error(.shape, "shape \(shape) is too large") }
+            n = p
+        }
+        return n
+    }
+
     /// Broadcast shape per ONNX (numpy) rules.
     static func broadcast(_ a: [Int], _ b: [Int], node: GraphNode) throws -> [Int] {
         let r = max(a.count, b.count)
@@ -21,6 +34,7 @@ enum Folder {
             }
             out[i] = x == 1 ? y : x
         }
+        _ = try volume(out, node: node)
         return out
     }
 
@@ -256,7 +270,7 @@ enum Folder {
             return [ConstTensor(shape: shape, floats: offsets.map { v[$0] })]
         case "ConstantOfShape":
             let s = try need(0).ints.map { Int($0) }
-            guard s.allSatisfy({ $0 >= 0 && $0 < (1 << 24) }), s.reduce(1, *) < (1 << 26) else { throw node.error(.invalid, "shape \(s)") }
+            guard try volume(s, node: node) < (1 << 26) else { throw node.error(.invalid, "shape \(s) too large") }
             let n = s.reduce(1, *)
             if let a = node.attributes["value"], case .tensor(let t) = a {
                 if t.isInt { return [ConstTensor(shape: s, ints: Array(repeating: t.ints.first ?? 0, count: n))] }
@@ -280,7 +294,7 @@ enum Folder {
         case "Expand":
             let x = try need(0), s = try need(1).ints.map { Int($0) }
             let shape = try broadcast(x.shape, s, node: node)
-            guard shape.reduce(1, *) < (1 << 26) else { throw node.error(.invalid, "expanded shape \(shape) too large") }
+            guard try volume(shape, node: node) < (1 << 26) else { throw node.error(.invalid, "expanded shape \(shape) too large") }
             let st = broadcastStrides(x.shape, to: shape)
             let n = shape.reduce(1, *)
             let offsets = (0..<n).map { flat -> Int in
@@ -336,7 +350,8 @@ enum Folder {
     }
 
     static func resolveReshape(_ node: GraphNode, from shape: [Int], to target: [Int], allowZero: Bool) throws -> [Int] {
-        let total = shape.reduce(1, *)
+        let total = try volume(shape, node: node)
+        guard target.count <= 16 else { throw node.error(.shape, "target rank \(target.count)") }
         var out = target
         var infer: Int?
         for (i, d) in target.enumerated() {
@@ -351,11 +366,11 @@ enum Folder {
             }
         }
         if let infer {
-            let known = out.enumerated().filter { $0.offset != infer }.map(\.element).reduce(1, *)
+            let known = try volume(out.enumerated().filter { $0.offset != infer }.map(\.element), node: node)
             guard known > 0, total % known == 0 else { throw node.error(.shape, "cannot reshape \(shape) to \(target)") }
             out[infer] = total / known
         }
-        guard out.reduce(1, *) == total else { throw node.error(.shape, "cannot reshape \(shape) (\(total) values) to \(target)") }
+        guard try volume(out, node: node) == total else { throw node.error(.shape, "cannot reshape \(shape) (\(total) values) to \(target)") }
         return out
     }
 }

@@ -48,6 +48,9 @@ extension Planner {
         guard dilations.count == 2, dilations.allSatisfy({ $0 > 0 }) else { throw node.error(.invalid, "expected two positive dilations, got \(dilations)", attribute: "dilations") }
         guard kernel.count == 2, kernel.allSatisfy({ $0 > 0 }) else { throw node.error(.unsupported, "only 2-D kernels are supported, got \(kernel)", attribute: "kernel_shape") }
         let autoPad = try node.string("auto_pad", default: "NOTSET")
+        for (key, v) in [("strides", strides), ("dilations", dilations), ("kernel_shape", kernel), ("pads", try node.ints("pads") ?? [])] {
+            guard v.allSatisfy({ $0 <= (1 << 16) }) else { throw node.error(.unsupported, "values \(v) beyond 65536", attribute: key) }
+        }
         var begin = [0, 0], end = [0, 0], out = [0, 0]
         for d in 0..<2 {
             let eff = (kernel[d] - 1) * dilations[d] + 1
@@ -124,6 +127,7 @@ extension Planner {
         }
         let bbuf = bias.map { b in weights.buffer("bias:\(node.name):\(node.input(2) ?? "")") { b.floats } }
         let outShape = [n, cout, g.ho, g.wo]
+        _ = try Folder.volume(outShape, node: node)
 
         // Epilogue fusion: a residual Add whose other operand is already computed, then an activation.
         var outName = node.outputs[0]
@@ -156,10 +160,10 @@ extension Planner {
         }
         use(x.storage)
         if let residual { use(residual) }
-        let out = newStorage(outShape.reduce(1, *))
+        let out = newStorage(try Folder.volume(outShape, node: node))
         steps.append(.conv(ConvStep(kind: kind, input: x.storage, output: out, residual: residual, batch: n, g: g,
                                     weights: wbuf, bias: bbuf, activation: activation, rowsPerChunk: rows)))
-        macs += m * cout * kk * cg
+        macs &+= m &* cout &* kk &* cg
         values[outName] = PlanValue(shape: outShape, layout: .nhwc, storage: out)
     }
 
@@ -181,6 +185,10 @@ extension Planner {
         guard strides.count == 2, strides.allSatisfy({ $0 > 0 }) else { throw node.error(.invalid, "strides \(strides)", attribute: "strides") }
         guard dil.count == 2, dil.allSatisfy({ $0 > 0 }) else { throw node.error(.invalid, "dilations \(dil)", attribute: "dilations") }
         guard outPad.count == 2, outPad.allSatisfy({ $0 >= 0 }) else { throw node.error(.invalid, "output_padding \(outPad)", attribute: "output_padding") }
+        for (key, v) in [("strides", strides), ("dilations", dil), ("kernel_shape", kernel), ("output_padding", outPad),
+                         ("pads", try node.ints("pads") ?? []), ("output_shape", try node.ints("output_shape") ?? [])] {
+            guard v.allSatisfy({ $0 <= (1 << 16) }) else { throw node.error(.unsupported, "values \(v) beyond 65536", attribute: key) }
+        }
         var pads = try node.ints("pads") ?? [0, 0, 0, 0]
         guard pads.count == 4, pads.allSatisfy({ $0 >= 0 }) else { throw node.error(.invalid, "pads \(pads)", attribute: "pads") }
         let autoPad = try node.string("auto_pad", default: "NOTSET")
@@ -227,15 +235,17 @@ extension Planner {
         if let (j, act) = try fusableActivation(after: outName) {
             activation = act; fused.insert(j); outName = graph.nodes[j].outputs[0]
         }
+        _ = try Folder.volume([n, cout, out[0], out[1]], node: node)
+        _ = try Folder.volume([n, h, wd, kk, cout], node: node)
         let m = n * h * wd
         let cols = kk * cout
         let rows = max(1, min(m, Planner.scratchBudget / cols))
         scratch = max(scratch, rows * cols)
         use(x.storage)
-        let o = newStorage(n * cout * out[0] * out[1])
+        let o = newStorage(try Folder.volume([n, cout, out[0], out[1]], node: node))
         steps.append(.convTranspose(ConvTransposeStep(input: x.storage, output: o, batch: n, g: g, weights: wbuf, bias: bbuf,
                                                       activation: activation, rowsPerChunk: rows)))
-        macs += m * cols * cin
+        macs &+= m &* cols &* cin
         values[outName] = PlanValue(shape: [n, cout, out[0], out[1]], layout: .nhwc, storage: o)
     }
 
@@ -303,7 +313,7 @@ extension Planner {
         var act = Activation.none
         if let (j, f) = try fusableActivation(after: outName) { act = f; fused.insert(j); outName = graph.nodes[j].outputs[0] }
         use(a2); use(b2)
-        let o = newStorage(out.reduce(1, *))
+        let o = newStorage(try Folder.volume(out, node: node))
         steps.append(.broadcast(BroadcastStep(op: op, a: a2, b: b2, output: o, shape: cs, aStrides: cst[0], bStrides: cst[1], activation: act)))
         values[outName] = PlanValue(shape: out, layout: layout, storage: o)
     }
@@ -333,7 +343,7 @@ extension Planner {
                              pt: win.begin[0], pl: win.begin[1], pb: win.end[0], pr: win.end[1], groups: 1)
         let kind: PoolStep.Kind = node.op == "MaxPool" ? .max : .average(countIncludePad: try node.int("count_include_pad", default: 0) != 0)
         use(x.storage)
-        let o = newStorage(n * c * g.ho * g.wo)
+        let o = newStorage(try Folder.volume([n, c, g.ho, g.wo], node: node))
         steps.append(.pool(PoolStep(kind: kind, input: x.storage, output: o, batch: n, g: g)))
         values[node.outputs[0]] = PlanValue(shape: [n, c, g.ho, g.wo], layout: .nhwc, storage: o)
     }
@@ -455,7 +465,7 @@ extension Planner {
         let m = transA ? a.shape[1] : a.shape[0], k = transA ? a.shape[0] : a.shape[1]
         let kb = transB ? bShape[1] : bShape[0], n = transB ? bShape[0] : bShape[1]
         guard k == kb else { throw node.error(.shape, "A \(a.shape) and B \(bShape) disagree (transA=\(transA), transB=\(transB))") }
-        let o = newStorage(m * n)
+        let o = newStorage(try Folder.volume([m, n], node: node))
         var hasBias = false
         if let cName = node.input(2), beta != 0 {
             let (cOp, cShape, cLayout) = try operand(cName, node: node)
@@ -472,7 +482,7 @@ extension Planner {
         use(a.storage); use(bOp); use(o)
         steps.append(.gemm(GemmStep(a: .storage(a.storage), b: bOp, output: o, m: m, n: n, k: k, transA: transA, transB: transB,
                                     alpha: alpha, beta: beta, hasBias: hasBias)))
-        macs += m * n * k
+        macs &+= m &* n &* k
         values[node.outputs[0]] = PlanValue(shape: [m, n], layout: .plain, storage: o)
     }
 
@@ -489,10 +499,10 @@ extension Planner {
         guard bShape[0] == k else { throw node.error(.shape, "A \(a.shape) and B \(bShape) disagree") }
         let m = a.count / k, n = bShape[1]
         use(a.storage); use(bOp)
-        let o = newStorage(m * n)
+        let o = newStorage(try Folder.volume([m, n], node: node))
         steps.append(.gemm(GemmStep(a: .storage(a.storage), b: bOp, output: o, m: m, n: n, k: k, transA: false, transB: false,
                                     alpha: 1, beta: 0, hasBias: false)))
-        macs += m * n * k
+        macs &+= m &* n &* k
         values[node.outputs[0]] = PlanValue(shape: Array(a.shape.dropLast()) + [n], layout: .plain, storage: o)
     }
 
@@ -542,7 +552,7 @@ extension Planner {
                 parts.append((.constant(buf), len))
             }
         }
-        let o = newStorage(outShape.reduce(1, *))
+        let o = newStorage(try Folder.volume(outShape, node: node))
         steps.append(.concat(ConcatStep(inputs: parts, output: o, outer: outer)))
         values[node.outputs[0]] = PlanValue(shape: outShape, layout: layout, storage: o)
     }
@@ -570,7 +580,7 @@ extension Planner {
         guard pads[0] == 0, pads[1] == 0, pads[4] == 0, pads[5] == 0 else {
             throw node.error(.unsupported, "padding of batch or channel dims (pads \(pads))")
         }
-        guard pads.allSatisfy({ $0 >= 0 }) else { throw node.error(.unsupported, "negative pads \(pads)") }
+        guard pads.allSatisfy({ $0 >= 0 && $0 <= (1 << 16) }) else { throw node.error(.unsupported, "pads \(pads) (negative or beyond 65536)") }
         let mode: PadStep.Mode
         switch modeName {
         case "constant": mode = .constant(value)
@@ -585,7 +595,7 @@ extension Planner {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let ho = h + pads[2] + pads[6], wo = w + pads[3] + pads[7]
         use(x.storage)
-        let o = newStorage(n * c * ho * wo)
+        let o = newStorage(try Folder.volume([n, c, ho, wo], node: node))
         steps.append(.pad(PadStep(mode: mode, input: x.storage, output: o, batch: n, h: h, w: w, c: c, ho: ho, wo: wo, pt: pads[2], pl: pads[3])))
         values[node.outputs[0]] = PlanValue(shape: [n, c, ho, wo], layout: .nhwc, storage: o)
     }
@@ -657,7 +667,7 @@ extension Planner {
         }
         let rows = try map(outHW[0], h, scaleHW[0]), cols = try map(outHW[1], w, scaleHW[1])
         use(x.storage)
-        let o = newStorage(n * c * outHW[0] * outHW[1])
+        let o = newStorage(try Folder.volume([n, c, outHW[0], outHW[1]], node: node))
         steps.append(.resize(ResizeStep(input: x.storage, output: o, batch: n, h: h, w: w, c: c, rows: rows, cols: cols)))
         values[node.outputs[0]] = PlanValue(shape: [n, c, outHW[0], outHW[1]], layout: .nhwc, storage: o)
     }
@@ -680,7 +690,7 @@ extension Planner {
         }
         let (cs, cst) = Kernels.coalesce(shape: outShape, strides: [st])
         use(x.storage)
-        let o = newStorage(outShape.reduce(1, *))
+        let o = newStorage(try Folder.volume(outShape, node: node))
         steps.append(.broadcast(BroadcastStep(op: .copyFirst, a: .storage(x.storage), b: nil, output: o, shape: cs, aStrides: cst[0],
                                               bStrides: cst[0].map { _ in 0 }, activation: .none)))
         values[node.outputs[0]] = PlanValue(shape: outShape, layout: .plain, storage: o)

@@ -71,6 +71,8 @@ enum OperatorTable {
 /// fuses activations and residual adds into convolutions, lays out every buffer in one arena.
 struct Planner {
     static let scratchBudget = 1 << 20
+    /// Upper bound on a plan's activations (floats), so corrupt dims fail cleanly instead of exhausting memory.
+    static let arenaLimit = 1 << 30
 
     let graph: Graph
     let weights: PreparedWeights
@@ -105,7 +107,8 @@ struct Planner {
     // MARK: storage
 
     mutating func newStorage(_ count: Int) -> Int {
-        sizes.append(count)
+        // Oversized storages make build() fail with a clear error (see arenaLimit).
+        sizes.append(count < 0 ? Planner.arenaLimit : min(count, Planner.arenaLimit))
         defined.append(steps.count)
         lastUse.append(steps.count)
         return sizes.count - 1
@@ -251,6 +254,10 @@ struct Planner {
             let v = try convert(name, to: .plain, node: GraphNode(name: "output", op: "Output", inputs: [], outputs: [], attributes: [:]))
             lastUse[v.storage] = Int.max
             outputs.append(PlanTensor(name: name, storage: v.storage, shape: v.shape))
+        }
+        let total = sizes.reduce(0) { $0 &+ $1 } &+ scratch
+        guard total >= 0, total < Planner.arenaLimit else {
+            throw ModelError(.shape, "the plan at batch \(batch) needs more than \(Planner.arenaLimit / (1 << 28)) GiB of activations")
         }
         let (offsets, arena) = Planner.layout(sizes: sizes, defined: defined, lastUse: lastUse, stepCount: steps.count)
         return ExecutionPlan(batch: batch, steps: steps, offsets: offsets, arenaFloats: arena, scratchFloats: scratch,

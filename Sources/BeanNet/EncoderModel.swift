@@ -253,19 +253,6 @@ public final class InferenceSession {
         }
         return result
     }
-
-    /// Pointer to where the next run's input is expected, for callers that preprocess in place.
-    func inputPointer(batch: Int) -> UnsafeMutablePointer<Float> {
-        let plan = model.fixedBatch == nil ? plans[batch - 1] : plans[0]
-        return arena.pointer + plan.offsets[plan.inputs[0].storage]
-    }
-
-    /// Runs the plan on input already written at `inputPointer(batch:)`; returns the first output.
-    func runInPlace(batch: Int) -> UnsafePointer<Float> {
-        let plan = plans[batch - 1]
-        plan.run(arena: arena.pointer)
-        return UnsafePointer(arena.pointer + plan.offsets[plan.outputs[0].storage])
-    }
 }
 
 /// Two independent 64-bit multiply-xor lanes over the weight bytes (not cryptographic: it tells

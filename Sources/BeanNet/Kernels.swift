@@ -27,22 +27,26 @@ enum BinaryOp: Sendable {
 }
 
 enum Kernels {
-    /// rows × cols epilogue: y = act(y + bias[c] + residual[r, c]).
+    /// rows × cols epilogue: y = act(y + bias[c] + residual[r, c]), one pass; the common
+    /// bias(+residual)+ReLU cases are written as branch-free loops so they vectorise.
     static func epilogue(_ y: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ldy: Int,
                          bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?, ldr: Int,
                          activation: Activation) {
         if bias == nil && residual == nil && activation == .none { return }
+        let relu = activation == .relu
         for r in 0..<rows {
             let row = y + r * ldy
-            if let residual {
+            if let bias, let residual {
                 let res = residual + r * ldr
-                if let bias {
-                    for c in 0..<cols { row[c] += bias[c] + res[c] }
-                } else {
-                    for c in 0..<cols { row[c] += res[c] }
-                }
+                if relu { for c in 0..<cols { row[c] = Swift.max(row[c] + bias[c] + res[c], 0) }; continue }
+                for c in 0..<cols { row[c] += bias[c] + res[c] }
             } else if let bias {
+                if relu { for c in 0..<cols { row[c] = Swift.max(row[c] + bias[c], 0) }; continue }
                 for c in 0..<cols { row[c] += bias[c] }
+            } else if let residual {
+                let res = residual + r * ldr
+                if relu { for c in 0..<cols { row[c] = Swift.max(row[c] + res[c], 0) }; continue }
+                for c in 0..<cols { row[c] += res[c] }
             }
             applyActivation(activation, row, count: cols)
         }
@@ -51,9 +55,9 @@ enum Kernels {
     static func applyActivation(_ activation: Activation, _ p: UnsafeMutablePointer<Float>, count: Int) {
         switch activation {
         case .none: return
-        case .relu: for i in 0..<count where p[i] < 0 { p[i] = 0 }
-        case .leakyRelu(let a): for i in 0..<count where p[i] < 0 { p[i] *= a }
-        case .clip(let lo, let hi): for i in 0..<count { p[i] = min(max(p[i], lo), hi) }
+        case .relu: for i in 0..<count { p[i] = Swift.max(p[i], 0) }
+        case .leakyRelu(let a): for i in 0..<count { let v = p[i]; p[i] = v >= 0 ? v : v * a }
+        case .clip(let lo, let hi): for i in 0..<count { p[i] = Swift.min(Swift.max(p[i], lo), hi) }
         case .sigmoid: for i in 0..<count { p[i] = 1 / (1 + expf(-p[i])) }
         }
     }

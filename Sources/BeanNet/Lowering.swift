@@ -112,7 +112,7 @@ extension Planner {
         let pointwise = groups == 1 && kernel == [1, 1] && win.strides == [1, 1] && win.begin == [0, 0] && win.end == [0, 0]
         let cg = cin / groups
         let kk = kernel[0] * kernel[1]
-        let key = "conv:\(node.name):\(node.input(1) ?? "")"
+        let key = "conv:\(node.name):\(node.input(1) ?? ""):kn"
         let wbuf: FloatBuffer = weights.buffer(key + (depthwise ? ":dw" : "")) {
             let src = w.floats
             var out = [Float](repeating: 0, count: src.count)
@@ -120,8 +120,15 @@ extension Planner {
                 // [C][1][kh][kw] → [kh][kw][C] so the kernel runs along contiguous channels.
                 for c in 0..<cout { for k in 0..<kk { out[k * cout + c] = src[c * kk + k] } }
             } else {
-                // [Cout][Cin/g][kh][kw] → [Cout][kh][kw][Cin/g], matching the NHWC gather order.
-                for o in 0..<cout { for c in 0..<cg { for k in 0..<kk { out[(o * kk + k) * cg + c] = src[(o * cg + c) * kk + k] } } }
+                // [Cout][Cin/g][kh][kw] → per group [kh][kw][Cin/g][Cout/g]: rows in the NHWC gather
+                // order, so the im2col matrix multiplies it without a transpose.
+                let coutg = cout / groups
+                for o in 0..<cout {
+                    let grp = o / coutg, oc = o % coutg
+                    for c in 0..<cg { for k in 0..<kk {
+                        out[grp * kk * cg * coutg + (k * cg + c) * coutg + oc] = src[(o * cg + c) * kk + k]
+                    } }
+                }
             }
             return out
         }

@@ -15,7 +15,7 @@ struct ConvStep: Sendable {
     var residual: Int?
     var batch: Int
     var g: ConvGeometry
-    /// [Cout][kh][kw][Cin/groups] (depthwise: [kh][kw][C]).
+    /// Per group [kh][kw][Cin/groups][Cout/groups], i.e. the sgemm B operand K×N (depthwise: [kh][kw][C]).
     var weights: FloatBuffer
     var bias: FloatBuffer?
     var activation: Activation
@@ -219,7 +219,7 @@ struct ExecutionPlan: Sendable {
         let m = s.batch * g.ho * g.wo
         switch s.kind {
         case .pointwise:
-            Kernels.sgemm(m: m, n: g.cout, k: g.cin, a: x, lda: g.cin, b: s.weights.pointer, ldb: g.cin, transB: true, c: y, ldc: g.cout)
+            Kernels.sgemm(m: m, n: g.cout, k: g.cin, a: x, lda: g.cin, b: s.weights.pointer, ldb: g.cout, transB: false, c: y, ldc: g.cout)
             Kernels.epilogue(y, rows: m, cols: g.cout, ldy: g.cout, bias: s.bias?.pointer, residual: residual, ldr: g.cout, activation: s.activation)
         case .depthwise:
             Kernels.depthwise(x: x, y: y, w: s.weights.pointer, p: g, batch: s.batch)
@@ -234,7 +234,7 @@ struct ExecutionPlan: Sendable {
                 for grp in 0..<g.groups {
                     Kernels.im2col(x: x, col: scratch, p: g, m0: m0, rows: rows, group: grp)
                     Kernels.sgemm(m: rows, n: coutg, k: kkc, a: scratch, lda: kkc,
-                                  b: s.weights.pointer + grp * coutg * kkc, ldb: kkc, transB: true,
+                                  b: s.weights.pointer + grp * coutg * kkc, ldb: coutg, transB: false,
                                   c: y + m0 * g.cout + grp * coutg, ldc: g.cout)
                 }
                 Kernels.epilogue(y + m0 * g.cout, rows: rows, cols: g.cout, ldy: g.cout, bias: s.bias?.pointer,
@@ -300,7 +300,7 @@ struct ExecutionPlan: Sendable {
                                 let iw = ws + j * g.dw
                                 if iw < 0 || iw >= g.w { continue }
                                 let src = xin + (ih * g.w + iw) * c
-                                for ch in 0..<c where src[ch] > out[ch] { out[ch] = src[ch] }
+                                for ch in 0..<c { out[ch] = Swift.max(out[ch], src[ch]) }
                             }
                         }
                     case .average(let includePad):

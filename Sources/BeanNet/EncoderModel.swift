@@ -36,7 +36,7 @@ public final class EncoderModel: @unchecked Sendable {
         input.sampleShape.count == 3 ? (input.sampleShape[2], input.sampleShape[1]) : nil
     }
     /// Number of values each sample's first output holds (the embedding dimension for an encoder).
-    public var outputDim: Int { outputs[0].sampleShape.reduce(1, *) }
+    public let outputDim: Int
 
     /// Loads `path`. `spatialSize` (height, width) resolves symbolic height/width dims of the input.
     public static func load(path: String, spatialSize: (Int, Int)? = nil) throws -> EncoderModel {
@@ -113,6 +113,7 @@ public final class EncoderModel: @unchecked Sendable {
             return TensorDescription(name: o.name, sampleShape: Array(o.shape.dropFirst()))
         }
         macsPerSample = probe.macs / max(b, 1)
+        outputDim = outputs[0].sampleShape.reduce(1, *)
     }
 
     /// The plan for `batch` samples per run (the file's fixed batch when it has one).
@@ -152,6 +153,8 @@ public final class InferenceSession {
         guard maxBatch >= 1 else { throw ModelError(.usage, "maxBatch must be at least 1") }
         self.model = model
         self.maxBatch = maxBatch
+        inputCountPerSample = model.input.sampleShape.reduce(1, *)
+        outputCountPerSample = model.outputDim
         if let fixed = model.fixedBatch {
             plans = [try model.plan(batch: fixed)]
         } else {
@@ -160,8 +163,9 @@ public final class InferenceSession {
         arena = Arena(count: plans.map(\.totalFloats).max() ?? 0)
     }
 
-    public var inputCountPerSample: Int { model.input.sampleShape.reduce(1, *) }
-    public var outputCountPerSample: Int { model.outputDim }
+    /// Stored, not computed: `run` reads them and must not allocate (debug builds box generics).
+    public let inputCountPerSample: Int
+    public let outputCountPerSample: Int
 
     /// Runs `batch` samples: `input` holds batch × inputCountPerSample floats (NCHW), `output`
     /// receives batch × outputCountPerSample floats of the first output.

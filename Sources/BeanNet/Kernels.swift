@@ -77,7 +77,8 @@ enum Kernels {
     static func strided(_ op: BinaryOp, out: UnsafeMutablePointer<Float>, shape: [Int],
                         a: UnsafePointer<Float>, aStrides: [Int], b: UnsafePointer<Float>?, bStrides: [Int]) {
         let rank = shape.count
-        let total = shape.reduce(1, *)
+        var total = 1
+        for d in 0..<shape.count { total *= shape[d] }
         if total == 0 { return }
         if rank == 0 {
             out[0] = combine(op, a[0], b?[0] ?? 0)

@@ -173,31 +173,44 @@ struct ExecutionPlan: Sendable {
                 case .constant(let c): return c.pointer
                 }
             }
-            for step in steps {
-                switch step {
-                case .conv(let s): ExecutionPlan.conv(s, x: ptr(s.input), y: ptr(s.output),
-                                                       residual: s.residual.map { ptr($0) }, scratch: scratch)
+            // Indexed loops over unsafe buffers: debug builds box the elements of a generic
+            // IndexingIterator on the heap, and a run must not allocate.
+            steps.withUnsafeBufferPointer { all in
+            for index in 0..<all.count {
+                switch all[index] {
+                case .conv(let s):
+                    var residual: UnsafeMutablePointer<Float>?
+                    if let r = s.residual { residual = ptr(r) }
+                    ExecutionPlan.conv(s, x: ptr(s.input), y: ptr(s.output), residual: residual, scratch: scratch)
                 case .convTranspose(let s): ExecutionPlan.convTranspose(s, x: ptr(s.input), y: ptr(s.output), scratch: scratch)
                 case .pool(let s): ExecutionPlan.pool(s, x: ptr(s.input), y: ptr(s.output))
                 case .reduce(let s): ExecutionPlan.reduce(s, x: ptr(s.input), y: ptr(s.output))
                 case .broadcast(let s):
                     let out = ptr(s.output)
-                    Kernels.strided(s.op, out: out, shape: s.shape, a: ptr(s.a), aStrides: s.aStrides,
-                                    b: s.b.map { ptr($0) }, bStrides: s.bStrides)
-                    if s.activation != .none { Kernels.applyActivation(s.activation, out, count: s.shape.reduce(1, *)) }
+                    var b: UnsafeMutablePointer<Float>?
+                    if let operand = s.b { b = ptr(operand) }
+                    Kernels.strided(s.op, out: out, shape: s.shape, a: ptr(s.a), aStrides: s.aStrides, b: b, bStrides: s.bStrides)
+                    if s.activation != .none {
+                        var count = 1
+                        for d in 0..<s.shape.count { count *= s.shape[d] }
+                        Kernels.applyActivation(s.activation, out, count: count)
+                    }
                 case .gemm(let s):
                     Kernels.sgemm(m: s.m, n: s.n, k: s.k, a: ptr(s.a), lda: s.transA ? s.m : s.k, transA: s.transA,
                                   b: ptr(s.b), ldb: s.transB ? s.k : s.n, transB: s.transB,
                                   c: ptr(s.output), ldc: s.n, alpha: s.alpha, beta: s.hasBias ? s.beta : 0)
                 case .concat(let s):
                     let out = ptr(s.output)
-                    var total = 0
-                    for (_, len) in s.inputs { total += len }
-                    var col = 0
-                    for (operand, len) in s.inputs {
-                        let src = ptr(operand)
-                        for o in 0..<s.outer { (out + o * total + col).update(from: src + o * len, count: len) }
-                        col += len
+                    s.inputs.withUnsafeBufferPointer { parts in
+                        var total = 0
+                        for k in 0..<parts.count { total += parts[k].1 }
+                        var col = 0
+                        for k in 0..<parts.count {
+                            let len = parts[k].1
+                            let src = ptr(parts[k].0)
+                            for o in 0..<s.outer { (out + o * total + col).update(from: src + o * len, count: len) }
+                            col += len
+                        }
                     }
                 case .pad(let s): ExecutionPlan.pad(s, x: ptr(s.input), y: ptr(s.output))
                 case .resize(let s): ExecutionPlan.resize(s, x: ptr(s.input), y: ptr(s.output))
@@ -209,6 +222,7 @@ struct ExecutionPlan: Sendable {
                         for c in 0..<s.channels { yi[c] = xi[c] * sc[c] + sh[c] }
                     }
                 }
+            }
             }
         }
     }
@@ -238,7 +252,7 @@ struct ExecutionPlan: Sendable {
                                   c: y + m0 * g.cout + grp * coutg, ldc: g.cout)
                 }
                 Kernels.epilogue(y + m0 * g.cout, rows: rows, cols: g.cout, ldy: g.cout, bias: s.bias?.pointer,
-                                 residual: residual.map { $0 + m0 * g.cout }, ldr: g.cout, activation: s.activation)
+                                 residual: residual == nil ? nil : residual! + m0 * g.cout, ldr: g.cout, activation: s.activation)
                 m0 += rows
             }
         }
@@ -352,29 +366,31 @@ struct ExecutionPlan: Sendable {
         }
     }
 
-    static func pad(_ s: PadStep, x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>) {
-        func source(_ o: Int, _ begin: Int, _ size: Int) -> Int? {
-            let i = o - begin
-            if i >= 0 && i < size { return i }
-            switch s.mode {
-            case .constant: return nil
-            case .edge: return min(max(i, 0), size - 1)
-            case .reflect:
-                if size == 1 { return 0 }
-                var r = i
-                let period = 2 * (size - 1)
-                r = ((r % period) + period) % period
-                return r < size ? r : period - r
-            }
+    /// Source index along one padded axis, or nil where the constant value goes.
+    @inline(__always)
+    static func padSource(_ o: Int, _ begin: Int, _ size: Int, _ mode: PadStep.Mode) -> Int? {
+        let i = o - begin
+        if i >= 0 && i < size { return i }
+        switch mode {
+        case .constant: return nil
+        case .edge: return Swift.min(Swift.max(i, 0), size - 1)
+        case .reflect:
+            if size == 1 { return 0 }
+            let period = 2 * (size - 1)
+            let r = ((i % period) + period) % period
+            return r < size ? r : period - r
         }
+    }
+
+    static func pad(_ s: PadStep, x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>) {
         var fill: Float = 0
         if case .constant(let v) = s.mode { fill = v }
         for n in 0..<s.batch {
             for oh in 0..<s.ho {
-                let ih = source(oh, s.pt, s.h)
+                let ih = padSource(oh, s.pt, s.h, s.mode)
                 for ow in 0..<s.wo {
                     let dst = y + ((n * s.ho + oh) * s.wo + ow) * s.c
-                    if let ih, let iw = source(ow, s.pl, s.w) {
+                    if let ih, let iw = padSource(ow, s.pl, s.w, s.mode) {
                         dst.update(from: x + ((n * s.h + ih) * s.w + iw) * s.c, count: s.c)
                     } else {
                         dst.update(repeating: fill, count: s.c)

@@ -95,6 +95,8 @@ struct ModelRun: ParsableCommand {
             throw ExitCode(1)
         }
         let chunk = max(1, min(batch, n))
+        // Same threading as the daemon's workers: one BLAS thread per session.
+        openblas_set_num_threads(1)
         do {
             let session = try model.makeSession(maxBatch: chunk)
             let perIn = session.inputCountPerSample, perOut = session.outputCountPerSample

@@ -12,11 +12,31 @@ extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 extern void __libc_free(void *);
 
+#include <execinfo.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 static uint64_t count;
+static int armed, tracing;
 
-uint64_t beand_malloc_count(void) { return __atomic_load_n(&count, __ATOMIC_RELAXED); }
+// Once the counter has been read, BEAND_MALLOC_TRACE=1 prints a backtrace per allocation (to find
+// the culprit when the test fails).
+uint64_t beand_malloc_count(void) {
+    armed = 1;
+    return __atomic_load_n(&count, __ATOMIC_RELAXED);
+}
 
-static void bump(void) { __atomic_add_fetch(&count, 1, __ATOMIC_RELAXED); }
+static void bump(void) {
+    __atomic_add_fetch(&count, 1, __ATOMIC_RELAXED);
+    if (armed && !tracing && getenv("BEAND_MALLOC_TRACE")) {
+        tracing = 1;
+        void *frames[12];
+        int n = backtrace(frames, 12);
+        backtrace_symbols_fd(frames, n, 2);
+        write(2, "--\n", 3);
+        tracing = 0;
+    }
+}
 
 void *malloc(size_t n) { bump(); return __libc_malloc(n); }
 void *calloc(size_t a, size_t b) { bump(); return __libc_calloc(a, b); }

@@ -255,6 +255,10 @@ struct Planner {
             lastUse[v.storage] = Int.max
             outputs.append(PlanTensor(name: name, storage: v.storage, shape: v.shape))
         }
+        for case .broadcast(let s) in steps where s.shape.count > 8 {
+            // The element-wise kernel's odometer holds 8 dims.
+            throw ModelError(.unsupported, "an element-wise operation over \(s.shape.count) non-mergeable dims (at most 8)")
+        }
         let total = sizes.reduce(0) { $0 &+ $1 } &+ scratch
         guard total >= 0, total < Planner.arenaLimit else {
             throw ModelError(.shape, "the plan at batch \(batch) needs more than \(Planner.arenaLimit / (1 << 28)) GiB of activations")

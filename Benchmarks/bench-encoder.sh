@@ -15,6 +15,11 @@ WORK=$(mktemp -d /tmp/beand-bench-encoder.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 MODEL="${ENCODER_ONNX:-$WORK/resnet18-128.onnx}"
 [ -f "$MODEL" ] || "$PY" "$ROOT/Benchmarks/encoder_peer.py" make "$MODEL"
+# The release build takes SIMD paths the debug test run does not: check it against onnxruntime first.
+if ! check=$("$PY" "$ROOT/Tests/oracles/run_oracle.py" "$BIN/beanctl" "$WORK/oracle" --only resnet18,winograd,conv_k3); then
+  echo "$check"; echo "bench-encoder: release beanctl disagrees with onnxruntime"; exit 1
+fi
+echo "release build vs onnxruntime: $(echo "$check" | tail -1)"
 ncpu=$(nproc)
 printf '%-5s %-5s %-5s %10s %10s %7s %9s %9s\n' size batch cores "ours img/s" "ort img/s" ratio "GFLOP/s" "of peak"
 for size in $SIZES; do

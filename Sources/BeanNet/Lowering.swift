@@ -113,7 +113,11 @@ extension Planner {
         let cg = cin / groups
         let kk = kernel[0] * kernel[1]
         let key = "conv:\(node.name):\(node.input(1) ?? ""):kn"
-        let wbuf: FloatBuffer = weights.buffer(key + (depthwise ? ":dw" : "")) {
+        let tiles = n * ((win.out[0] + 1) / 2) * ((win.out[1] + 1) / 2)
+        let winograd = Planner.winogradEnabled && groups == 1 && kernel == [3, 3] && win.strides == [1, 1] && win.dilations == [1, 1]
+            && cin >= 16 && cout >= 16 && tiles >= Planner.winogradMinTiles
+        let wbuf: FloatBuffer = winograd ? weights.buffer(key + ":winograd") { Winograd.transformWeights(w.floats, cout: cout, cin: cin) }
+            : weights.buffer(key + (depthwise ? ":dw" : "")) {
             let src = w.floats
             var out = [Float](repeating: 0, count: src.count)
             if depthwise {
@@ -160,7 +164,12 @@ extension Planner {
         let m = n * g.ho * g.wo
         var kind = ConvStep.Kind.im2col
         var rows = 0
-        if depthwise { kind = .depthwise } else if pointwise { kind = .pointwise } else {
+        if depthwise { kind = .depthwise } else if pointwise { kind = .pointwise } else if winograd {
+            kind = .winograd
+            let pad = (cin + 15) / 16 * 16 + (cout + 15) / 16 * 16
+            rows = max(1, min(tiles, Planner.scratchBudget * 2 / (16 * (cin + cout))))
+            scratch = max(scratch, pad + 16 * rows * (cin + cout))
+        } else {
             let kkc = kk * cg
             rows = max(1, min(m, Planner.scratchBudget / kkc))
             scratch = max(scratch, rows * kkc)

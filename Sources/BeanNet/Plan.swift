@@ -8,7 +8,7 @@ enum Operand: Sendable {
 }
 
 struct ConvStep: Sendable {
-    enum Kind: Sendable { case pointwise, im2col, depthwise }
+    enum Kind: Sendable { case pointwise, im2col, depthwise, winograd }
     var kind: Kind
     var input: Int
     var output: Int
@@ -238,6 +238,27 @@ struct ExecutionPlan: Sendable {
         case .depthwise:
             Kernels.depthwise(x: x, y: y, w: s.weights.pointer, p: g, batch: s.batch)
             Kernels.epilogue(y, rows: m, cols: g.cout, ldy: g.cout, bias: s.bias?.pointer, residual: residual, ldr: g.cout, activation: s.activation)
+        case .winograd:
+            let th = (g.ho + 1) / 2, tw = (g.wo + 1) / 2
+            let total = s.batch * th * tw
+            let zero = scratch
+            zero.update(repeating: 0, count: g.cin)
+            let discard = scratch + (g.cin + 15) / 16 * 16
+            let v = discard + (g.cout + 15) / 16 * 16
+            let mbuf = v + 16 * s.rowsPerChunk * g.cin
+            var t0 = 0
+            while t0 < total {
+                let count = min(s.rowsPerChunk, total - t0)
+                Winograd.transformInput(x: x, v: v, g: g, tilesH: th, tilesW: tw, t0: t0, count: count, zero: zero)
+                for k in 0..<16 {
+                    Kernels.sgemm(m: count, n: g.cout, k: g.cin, a: v + k * count * g.cin, lda: g.cin,
+                                  b: s.weights.pointer + k * g.cin * g.cout, ldb: g.cout, transB: false,
+                                  c: mbuf + k * count * g.cout, ldc: g.cout)
+                }
+                Winograd.transformOutput(m: mbuf, y: y, g: g, tilesH: th, tilesW: tw, t0: t0, count: count, discard: discard,
+                                         bias: s.bias?.pointer, residual: residual, activation: s.activation)
+                t0 += count
+            }
         case .im2col:
             let cg = g.cin / g.groups
             let coutg = g.cout / g.groups

@@ -71,6 +71,10 @@ enum OperatorTable {
 /// fuses activations and residual adds into convolutions, lays out every buffer in one arena.
 struct Planner {
     static let scratchBudget = 1 << 20
+    /// Winograd F(2×2,3×3) for 3×3 stride-1 convolutions with at least this many 2×2 output tiles
+    /// per run (below it, packing 16 transformed weight matrices costs more than it saves).
+    static let winogradMinTiles = 16
+    static let winogradEnabled = ProcessInfo.processInfo.environment["BEAND_NO_WINOGRAD"] == nil
     /// Upper bound on a plan's activations (floats), so corrupt dims fail cleanly instead of exhausting memory.
     static let arenaLimit = 1 << 30
 

@@ -205,6 +205,11 @@ def op_cases():
     single("conv_autopad_same_lower", lambda b, x: b.conv(x, C, 12, 4, 2, None, auto_pad="SAME_LOWER"), shape=(2, 8, 10, 10))
     single("conv_autopad_valid", lambda b, x: b.conv(x, C, 12, 3, 2, None, auto_pad="VALID"))
     single("conv_rect_kernel", lambda b, x: b.node("Conv", [x, b.const(b.rng.standard_normal((4, C, 3, 1)).astype(np.float32))], kernel_shape=[3, 1], pads=[1, 0, 1, 0]))
+    # Winograd path (3×3 stride 1, ≥16 channels): odd sizes leave partial 2×2 tiles.
+    single("conv_winograd_odd", lambda b, x: b.conv(x, 16, 24, 3, 1, 1), shape=(2, 16, 9, 9))
+    single("conv_winograd_pad0", lambda b, x: b.conv(x, 16, 16, 3, 1, 0), shape=(3, 16, 11, 8))
+    single("conv_winograd_residual_relu", lambda b, x: b.node("Relu", [b.node("Add", [b.conv(x, 16, 16, 3, 1, 1), x])]), shape=(2, 16, 10, 7))
+    single("conv_winograd_asym_pads", lambda b, x: b.conv(x, 16, 20, 3, 1, [1, 0, 0, 2]), shape=(2, 16, 12, 12))
     # ConvTranspose
     def ct(name, k, s, p, **kw):
         def f(b, x):

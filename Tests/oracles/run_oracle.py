@@ -1,6 +1,6 @@
 """Compares `beanctl model run` with onnxruntime on the oracle models (max abs error ≤ 1e-4).
 
-Usage: run_oracle.py BEANCTL WORKDIR [--only SUBSTRING]
+Usage: run_oracle.py BEANCTL WORKDIR [--only SUBSTRING[,SUBSTRING…]]
 Exit 0 when every case matches; prints one line per case.
 """
 import subprocess
@@ -66,7 +66,7 @@ def main():
     failures = 0
     count = 0
     for name, model, x in cases:
-        if only and only not in name:
+        if only and not any(o in name for o in only.split(",")):
             continue
         t = time.time()
         ok, msg = run_case(beanctl, work, name, model, x)

@@ -11,9 +11,8 @@ struct BeanCtl: ParsableCommand {
         version: BeandVersion.string,
         subcommands: [
             Status.self, Ping.self, Version.self, Reload.self,
+            Store.self, ModelCommand.self, Segment.self,
             Bench.self,
-            Store.self,
-            Segment.self,
         ]
     )
 
@@ -42,6 +41,6 @@ struct BeanCtl: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the speed of beand's engines on this machine.",
-        subcommands: [BenchCapture.self, BenchStore.self, BenchSegment.self]
+        subcommands: [BenchEncoder.self, BenchStore.self, BenchCapture.self, BenchSegment.self]
     )
 }

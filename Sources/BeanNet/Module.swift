@@ -1,1 +1,0 @@
-// BeanNet: see ../shared/design.md for what this module owns.

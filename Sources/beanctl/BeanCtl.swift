@@ -10,7 +10,7 @@ struct BeanCtl: ParsableCommand {
         abstract: "Control and inspect the beand bean-inspection daemon.",
         version: BeandVersion.string,
         subcommands: [
-            Status.self, Ping.self, Version.self, Reload.self,
+            Status.self, Watch.self, Tail.self, Ping.self, Version.self, Reload.self, SetCommand.self,
             Store.self, ModelCommand.self, Segment.self,
             Bench.self,
         ]

@@ -73,6 +73,11 @@ struct ControlClient {
         return object["result"] as? [String: Any] ?? [:]
     }
 
+    /// A connected socket for a stream that does not end (the reject stream): no receive timeout.
+    func openStream() throws -> Int32 {
+        try connect()
+    }
+
     private func connect() throws -> Int32 {
         var st = stat()
         if stat(socketPath, &st) != 0 {
@@ -83,9 +88,11 @@ struct ControlClient {
         guard fd >= 0 else {
             throw ControlClientError.notRunning(path: socketPath, reason: String(cString: strerror(errno)))
         }
-        var tv = timeval(tv_sec: Int(timeoutSeconds), tv_usec: Int((timeoutSeconds - Double(Int(timeoutSeconds))) * 1e6))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        if timeoutSeconds > 0 {
+            var tv = timeval(tv_sec: Int(timeoutSeconds), tv_usec: Int((timeoutSeconds - Double(Int(timeoutSeconds))) * 1e6))
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        }
 
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)

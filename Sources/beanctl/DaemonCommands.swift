@@ -143,6 +143,34 @@ enum StatusFormatter {
         let encoder = status["encoder"] as? [String: Any] ?? [:]
         rows.append(("Encoder", text(encoder["model"])))
         rows.append(("Encoder fingerprint", text(encoder["fingerprint"])))
+        // Figures added by later engines (latency, queues, per-label rejects, …) are shown too,
+        // so a newer daemon's status is never silently cut short by an older beanctl.
+        let shown: Set<String> = ["version", "uptime_s", "beans_total", "beans_per_s", "rejects_total",
+                                  "cameras", "store", "encoder"]
+        for key in status.keys.sorted() where !shown.contains(key) {
+            rows.append((humanKey(key), compact(status[key])))
+        }
         return rows
+    }
+
+    /// `rejects_per_label` → `Rejects per label`.
+    static func humanKey(_ key: String) -> String {
+        let words = key.split(separator: "_").map(String.init)
+        guard let first = words.first else { return key }
+        return ([first.prefix(1).uppercased() + first.dropFirst()] + words.dropFirst()).joined(separator: " ")
+    }
+
+    /// One line for nested values: `{"p50": 3.1, "p99": 9}` → `p50 3.10, p99 9`.
+    static func compact(_ value: Any?) -> String {
+        switch value {
+        case let dict as [String: Any]:
+            if dict.isEmpty { return "none" }
+            return dict.keys.sorted().map { "\($0) \(compact(dict[$0]))" }.joined(separator: ", ")
+        case let array as [Any]:
+            if array.isEmpty { return "none" }
+            return array.map { compact($0) }.joined(separator: "; ")
+        default:
+            return text(value)
+        }
     }
 }

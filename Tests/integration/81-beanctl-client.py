@@ -109,9 +109,57 @@ with tempfile.TemporaryDirectory() as d:
     check("reload -> 0 and shows generation", rc == 0 and "generation 7" in out, (rc, out, err))
     rc, out, err = run(["--socket", path, "version", "--json"])
     check("version --json", rc == 0 and json.loads(out)["version"] == "9.9.9", out)
+    rc, out, err = run(["--socket", path, "watch", "--count", "2", "--interval", "0.2"])
+    blocks = [b for b in out.split("beand status, every") if b.strip()]
+    check("watch --count 2 prints two status blocks", rc == 0 and len(blocks) == 2 and all("Uptime" in b for b in blocks), (rc, out, err))
+    rc, out, err = run(["--socket", path, "watch", "--interval", "0"])
+    check("watch rejects a zero interval (usage 64)", rc == 64, (rc, err))
     rc, out, err = run(["--socket", path, "frobnicate"])
     check("unknown subcommand -> 64", rc == 64, (rc, err))
     fake.close()
+
+    def threshold(req):
+        if req.get("command") == "set-threshold" and req.get("key") == "label:Black" and req.get("value") == "0.4":
+            return (json.dumps({"ok": True, "proto": 1, "command": "set-threshold",
+                                "result": {"change": "threshold label:Black: 0.5 -> 0.4"}}) + "\n").encode()
+        return (json.dumps({"ok": False, "proto": 1, "error": f"bad request {req}"}) + "\n").encode()
+    tpath = os.path.join(d, "threshold.sock")
+    fake = FakeDaemon(tpath, threshold)
+    rc, out, err = run(["--socket", tpath, "set", "threshold", "label:Black", "0.4"])
+    check("set threshold sends set-threshold key/value", rc == 0 and "0.5 -> 0.4" in out, (rc, out, err, fake.requests))
+    rc, out, err = run(["--socket", tpath, "set", "threshold", "label:Black"])
+    check("set threshold without value -> 64", rc == 64, (rc, err))
+    fake.close()
+
+    # beanctl tail against a reject stream that replays after resume_after and then ends.
+    rpath = os.path.join(d, "rejects.sock")
+    rs = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); rs.bind(rpath); rs.listen(4)
+    seen_first_line = []
+    def stream_server():
+        conn, _ = rs.accept()
+        with conn:
+            conn.settimeout(2)
+            buf = b""
+            while b"\n" not in buf:
+                buf += conn.recv(100)
+            seen_first_line.append(json.loads(buf.split(b"\n")[0]))
+            ev = lambda seq, bean, label: {"type": "reject", "seq": seq, "bean_id": bean, "camera": "cam0", "frame_seq": 40 + seq,
+                    "lane": 1, "verdict": "reject", "reason": "vote", "label": label, "score": 0.75,
+                    "captured_mono_us": 1000, "decided_mono_us": 4500, "eject_at_mono_us": 9000, "time_unix_us": 1,
+                    "neighbors": [{"label": label, "distance": 0.125, "vector_id": 7}]}
+            lines = [ev(8, 3, "Black"), {"type": "gap", "from_seq": 9, "to_seq": 10, "count": 2, "reason": "overflow"}, ev(11, 4, "Sour"), ev(12, 5, "Black")]
+            conn.sendall(b"".join((json.dumps(l) + "\n").encode() for l in lines))
+            time.sleep(1)
+    th = threading.Thread(target=stream_server, daemon=True); th.start()
+    rc, out, err = run(["tail", "--rejects-socket", rpath, "--resume-after", "7", "--count", "3"])
+    th.join(3)
+    lines = out.strip().splitlines()
+    check("tail sends resume_after first", seen_first_line == [{"resume_after": 7}], seen_first_line)
+    check("tail prints 3 rejects and the gap, then exits", rc == 0 and len(lines) == 4 and "gap" in lines[1] and "9" in lines[1], (rc, out, err))
+    check("tail line is human-readable", lines and "#8 cam0 bean 3" in lines[0] and "REJECT Black" in lines[0] and "3.5 ms" in lines[0] and "Black 0.125" in lines[0], lines[:1])
+    rs.close()
+    rc, out, err = run(["tail", "--rejects-socket", os.path.join(d, "nostream.sock")])
+    check("tail without daemon -> 69", rc == 69, (rc, err))
 
     denied = os.path.join(d, "denied.sock")
     fake = FakeDaemon(denied, lambda req: (json.dumps({"ok": False, "proto": 1, "error": "permission denied"}) + "\n").encode())

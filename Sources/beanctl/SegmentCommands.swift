@@ -1,4 +1,5 @@
 import ArgumentParser
+import BeanCapture
 import BeanCore
 import BeanVision
 import Foundation
@@ -152,7 +153,8 @@ struct Segment: ParsableCommand {
         var overlayNames = Set<String>()
         for (index, path) in images.enumerated() {
             do {
-                let frame = try ImageFileLoader.load(path: path, sequence: UInt64(index))
+                var frame = try ImageCodec.decode(path: path)
+                frame.sequence = UInt64(index)
                 segmenter.resetLearnedBackground()
                 let beans = try segmenter.segment(frame)
                 var belt: BeltReplay.Result?
@@ -184,8 +186,9 @@ struct Segment: ParsableCommand {
                     }
                     overlayNames.insert(name)
                     let rgb = OverlayRenderer.render(frame: frame, beans: beans, segmenter: segmenter, region: settings.regionOfInterest)
-                    try ImageFileLoader.writePNG(path: (overlay as NSString).appendingPathComponent(name),
-                                                 width: frame.width, height: frame.height, rgb: rgb)
+                    try ImageCodec.write(Frame(camera: "overlay", sequence: 0, captured: .now(), width: frame.width,
+                                               height: frame.height, format: .rgb24, pixels: rgb),
+                                         to: (overlay as NSString).appendingPathComponent(name))
                 }
             } catch {
                 failures += 1
@@ -388,7 +391,8 @@ struct BenchSegment: ParsableCommand {
         // 16 pre-rendered frames, the belt moving a sixteenth of the frame each: one period is a frame.
         let loop = SyntheticBelt(width: width, height: height, beans: beans, step: max(1, height / 16), frames: 16)
         if let writeFrame {
-            try ImageFileLoader.writePNG(path: writeFrame, width: width, height: height, rgb: loop.frames[0])
+            try ImageCodec.write(Frame(camera: "bench", sequence: 0, captured: .now(), width: width, height: height,
+                                       format: .rgb24, pixels: loop.frames[0]), to: writeFrame)
         }
         var settings = SegmenterSettings()
         settings.background = .colour(SyntheticBelt.belt)

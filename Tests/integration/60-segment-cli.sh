@@ -46,7 +46,7 @@ check "text report has Image and Beans lines" 'grep -q "^Image *: " "$tmp/text" 
 # Bad input: each fails with a message naming the file or flag.
 head -c 5000 /dev/urandom >"$tmp/garbage.jpg"
 "$CTL" segment "$tmp/garbage.jpg" >/dev/null 2>"$tmp/err"; rc=$?
-check "garbage file fails naming it" '[ $rc -ne 0 ] && grep -q "garbage.jpg" "$tmp/err" && grep -qi "not a JPEG or PNG" "$tmp/err"'
+check "garbage file fails naming it" '[ $rc -ne 0 ] && grep -q "garbage.jpg" "$tmp/err" && grep -qi "neither JPEG nor PNG" "$tmp/err"'
 head -c 3000 "$tmp/belt.png" >"$tmp/truncated.png"
 "$CTL" segment "$tmp/truncated.png" >/dev/null 2>"$tmp/err"; rc=$?
 check "truncated PNG fails naming it" '[ $rc -ne 0 ] && grep -q "truncated.png" "$tmp/err"'

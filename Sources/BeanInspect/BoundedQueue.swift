@@ -127,7 +127,7 @@ public final class BoundedQueue<Element>: QueueGaugeSource, @unchecked Sendable 
         case .blockWithTimeout(let milliseconds):
             let deadline = MonotonicInstant.now().nanoseconds + UInt64(max(milliseconds, 0)) * 1_000_000
             while count >= capacity, !isClosed {
-                if !lock.wait(until: deadline), count >= capacity {
+                if !lock.wait(untilNanoseconds: deadline), count >= capacity {
                     timedOut += 1
                     return .refused(element)
                 }
@@ -146,7 +146,7 @@ public final class BoundedQueue<Element>: QueueGaugeSource, @unchecked Sendable 
         let deadline = timeoutMilliseconds.map { MonotonicInstant.now().nanoseconds + UInt64(max($0, 0)) * 1_000_000 }
         while count == 0 {
             if isClosed { return nil }
-            if !lock.wait(until: deadline), count == 0 { return nil }
+            if !lock.wait(untilNanoseconds: deadline), count == 0 { return nil }
         }
         return removeFirst()
     }
@@ -163,7 +163,7 @@ public final class BoundedQueue<Element>: QueueGaugeSource, @unchecked Sendable 
         let deadline = timeoutMilliseconds.map { MonotonicInstant.now().nanoseconds + UInt64(max($0, 0)) * 1_000_000 }
         while count == 0 {
             if isClosed { return 0 }
-            if !lock.wait(until: deadline), count == 0 { return 0 }
+            if !lock.wait(untilNanoseconds: deadline), count == 0 { return 0 }
         }
         let taken = min(count, maxCount)
         for _ in 0..<taken {

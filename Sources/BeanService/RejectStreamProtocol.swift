@@ -1,3 +1,4 @@
+import BeanCore
 import BeanInspect
 
 /// Lines of the reject stream other than reject events, and the one request a consumer may send.
@@ -23,7 +24,7 @@ public enum RejectStreamProtocol {
 
     /// `{"type":"error","error":"…"}` plus newline.
     public static func errorLine(_ message: String) -> String {
-        "{\"type\":\"error\",\"error\":\(BeanInspect.JSONText.string(message))}\n"
+        "{\"type\":\"error\",\"error\":\(BeanCore.JSONText.string(message))}\n"
     }
 
     public enum RequestError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -79,6 +80,6 @@ public enum RejectStreamProtocol {
         let prefix = line.prefix(80)
         var text = String(decoding: prefix, as: UTF8.self)
         if line.count > 80 { text += "…" }
-        return BeanInspect.JSONText.string(text)
+        return BeanCore.JSONText.string(text)
     }
 }

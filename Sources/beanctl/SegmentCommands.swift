@@ -207,21 +207,7 @@ struct Segment: ParsableCommand {
         return "{\"image\":\(jsonString(image)),\"count\":\(beans.count),\"beans\":[\(items.joined(separator: ","))]}"
     }
 
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-            }
-        }
-        return out + "\""
-    }
+    static func jsonString(_ s: String) -> String { JSONText.string(s) }
 
     static func textReport(image: String, beans: [SegmentedBean], background: RGB?) -> String {
         var lines = [

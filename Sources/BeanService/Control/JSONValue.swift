@@ -1,3 +1,4 @@
+import BeanCore
 /// A JSON document as the control protocol passes it: objects keep their key order, so responses
 /// are written in the order the protocol documents them, and `null` is a value, not a missing key
 /// (status fields without an engine behind them must appear as `null`).
@@ -88,24 +89,7 @@ public enum JSONValue: Equatable, Sendable {
     }
 
     private static func writeString(_ value: String, to out: inout String) {
-        out += "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F || scalar.value == 0x2028 || scalar.value == 0x2029 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        out += "\""
+        JSONText.appendString(value, to: &out)
     }
 }
 

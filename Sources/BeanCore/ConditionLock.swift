@@ -3,12 +3,13 @@ import Glibc
 #endif
 
 /// A pthread mutex with one condition variable on CLOCK_MONOTONIC, so timed waits survive
-/// wall-clock steps. Heap-allocated because pthread objects must not move.
-final class ConditionLock: @unchecked Sendable {
+/// wall-clock steps. Heap-allocated because pthread objects must not move. Shared by the capture
+/// hand-off, camera health and the pipeline queues: each is written by one thread, read by others.
+public final class ConditionLock: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let condition: UnsafeMutablePointer<pthread_cond_t>
 
-    init() {
+    public init() {
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -28,20 +29,20 @@ final class ConditionLock: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    func lock() { pthread_mutex_lock(mutex) }
-    func unlock() { pthread_mutex_unlock(mutex) }
+    public func lock() { pthread_mutex_lock(mutex) }
+    public func unlock() { pthread_mutex_unlock(mutex) }
 
-    func withLock<Result>(_ body: () throws -> Result) rethrows -> Result {
+    public func withLock<Result>(_ body: () throws -> Result) rethrows -> Result {
         lock()
         defer { unlock() }
         return try body()
     }
 
     /// Wakes every waiter; callers re-check their predicate.
-    func broadcast() { pthread_cond_broadcast(condition) }
+    public func broadcast() { pthread_cond_broadcast(condition) }
 
     /// Waits (lock held) until signalled or `deadline` (monotonic) passes; false on timeout.
-    func wait(until deadline: UInt64?) -> Bool {
+    public func wait(untilNanoseconds deadline: UInt64?) -> Bool {
         guard let deadline else {
             pthread_cond_wait(condition, mutex)
             return true

@@ -25,7 +25,8 @@ public struct EncoderPoolConfiguration: Sendable {
 /// Embeds bean crops with an `EncoderModel` on a pool of Dispatch workers. Crops from all callers
 /// queue together and are cut into micro-batches (`maxBatch` crops or `maxWait`, whichever first);
 /// each batch runs on one worker. Thread ownership: the queue and request state belong to `lock`;
-/// each session and its arena belong to exactly one worker queue.
+/// each session and its arena belong to exactly one worker queue. The workers keep the pool alive:
+/// call `shutdown()` to stop them.
 public final class EncoderPool: @unchecked Sendable {
     public struct Statistics: Sendable, Equatable {
         public var batches = 0
@@ -80,8 +81,6 @@ public final class EncoderPool: @unchecked Sendable {
         running = sessions.count
         for (q, s) in zip(queues, sessions) { q.async { self.workerLoop(session: s) } }
     }
-
-    deinit { shutdown() }
 
     public var statistics: Statistics {
         lock.lock(); defer { lock.unlock() }

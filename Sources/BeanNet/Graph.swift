@@ -1,5 +1,10 @@
 import Foundation
 
+// onnx.pb.swift is generated, committed, and never regenerated in CI: `protoc` 3.21 with
+// protoc-gen-swift 1.39.0 (`--swift_opt=Visibility=Internal`) on the onnx.proto shipped in the
+// onnx 1.23.2 wheel. To regenerate, build protoc-gen-swift from swift-protobuf 1.39.0 and run
+// `protoc --plugin=protoc-gen-swift=… --swift_out=. --swift_opt=Visibility=Internal onnx.proto`.
+
 /// A constant tensor known at load time: an initializer, a `Constant` node, or a folded result.
 struct ConstTensor: Sendable {
     enum Storage: Sendable {

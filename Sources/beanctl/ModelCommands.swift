@@ -111,7 +111,7 @@ struct ModelRun: ParsableCommand {
                     }
                     if repeatRuns > 0 {
                         // Steady-state allocation check: counted by an LD_PRELOAD malloc interposer
-                        // (Tests/integration/support/malloc_count.c) when present.
+                        // (Tests/support/malloc_count.c) when present.
                         let counter = AllocationCounter()
                         let before = counter.count
                         for _ in 0..<repeatRuns { try session.run(input: xin.baseAddress!, batch: chunk, output: yout.baseAddress!) }

@@ -60,6 +60,18 @@ import Testing
         }
     }
 
+    @Test func missingFileNamesThePath() {
+        do {
+            _ = try EncoderModel.load(path: "/nonexistent/encoder.onnx")
+            Issue.record("loaded a missing file")
+        } catch let e as ModelError {
+            #expect(e.kind == .unreadable)
+            #expect(e.message.contains("/nonexistent/encoder.onnx"))
+        } catch {
+            Issue.record("non-ModelError \(error)")
+        }
+    }
+
     @Test func unsupportedOperatorNamesNodeAndOperator() throws {
         var b = ModelBuilder()
         let y = b.node("Softmax", ["input"])

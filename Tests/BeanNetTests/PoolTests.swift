@@ -37,6 +37,7 @@ import Testing
     @Test func badCropsAndConfigAreRefused() throws {
         let model = try EncoderModel(data: SmallCNN().data, source: "s")
         let pool = try EncoderPool(model: model, configuration: EncoderPoolConfiguration(workers: 1, maxBatch: 2))
+        defer { pool.shutdown() }
         var bad = crop(1, width: 4, height: 4, seed: 1)
         bad.pixels.removeLast()
         #expect(throws: ModelError.self) { _ = try pool.embedSync([bad]) }
@@ -52,6 +53,7 @@ import Testing
         let model = try EncoderModel(data: SmallCNN().data, source: "s")
         let config = EncoderPoolConfiguration(workers: 2, maxBatch: 4, maxWait: 0.005)
         let pool = try EncoderPool(model: model, configuration: config)
+        defer { pool.shutdown() }
         let crops = (0..<10).map { crop(UInt64($0), width: 11 + $0, height: 9, seed: UInt64($0)) }
         let vectors = try pool.embedSync(crops)
         #expect(vectors.count == 10)
@@ -73,6 +75,7 @@ import Testing
     @Test func loneCropIsReleasedByMaxWait() async throws {
         let model = try EncoderModel(data: SmallCNN().data, source: "s")
         let pool = try EncoderPool(model: model, configuration: EncoderPoolConfiguration(workers: 1, maxBatch: 64, maxWait: 0.002))
+        defer { pool.shutdown() }
         let v = try await pool.embed([crop(7, width: 8, height: 8, seed: 7)])
         #expect(v.count == 1 && v[0].count == 5)
         #expect(pool.statistics.largestBatch == 1)
@@ -81,6 +84,7 @@ import Testing
     @Test func concurrentCallersEachGetTheirOwnVectors() throws {
         let model = try EncoderModel(data: SmallCNN().data, source: "s")
         let pool = try EncoderPool(model: model, configuration: EncoderPoolConfiguration(workers: 2, maxBatch: 8, maxWait: 0.001))
+        defer { pool.shutdown() }
         let crops = (0..<24).map { crop(UInt64($0), width: 8, height: 8, seed: UInt64(100 + $0)) }
         let reference = try pool.embedSync(crops)
         let results = UnsafeMutablePointer<[[Float]]>.allocate(capacity: 24)
@@ -91,6 +95,20 @@ import Testing
         }
         for i in 0..<24 { #expect(results[i] == [reference[i]]) }
     }
+
+    @Test func shutdownRefusesNewCropsAndFinishesQueuedOnes() throws {
+        let model = try EncoderModel(data: SmallCNN().data, source: "s")
+        let pool = try EncoderPool(model: model, configuration: EncoderPoolConfiguration(workers: 1, maxBatch: 4, maxWait: 0.05))
+        let done = DispatchSemaphore(value: 0)
+        let box = Box()
+        pool.embed((0..<6).map { crop(UInt64($0), width: 8, height: 8, seed: UInt64($0)) }) { r in box.count = (try? r.get().count) ?? -1; done.signal() }
+        pool.shutdown()
+        done.wait()
+        #expect(box.count == 6)
+        #expect(throws: ModelError.self) { _ = try pool.embedSync([crop(9, width: 8, height: 8, seed: 9)]) }
+    }
+
+    final class Box: @unchecked Sendable { var count = 0 }
 
     @Test func npyRoundTripAndGarbage() throws {
         let a = NpyArray(shape: [2, 3], values: [1, 2, 3, 4, 5, -6.5])

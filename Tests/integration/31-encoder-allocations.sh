@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Zero heap allocations per inference in steady state. Method: a malloc/calloc/realloc/memalign
-# counting interposer (support/malloc_count.c, LD_PRELOAD) exports a counter; `beanctl model run
+# counting interposer (Tests/support/malloc_count.c, LD_PRELOAD) exports a counter; `beanctl model run
 # --repeat-runs N` warms the session up, reads the counter, runs N more inferences of the same batch
 # and prints the difference, which must be 0. Models: ResNet-18 (dynamo pattern, batch 4) and the
 # conv autoencoder, so conv/pool/gemm/reduce/convTranspose/resize paths are all covered.
@@ -13,7 +13,7 @@ command -v cc >/dev/null || { echo "skip: no C compiler for the malloc interpose
 [ -x "$BIN/beanctl" ] || { echo "FAIL: $BIN/beanctl not built"; exit 1; }
 WORK=$(mktemp -d /tmp/beand-alloc.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-cc -shared -fPIC -O2 -o "$WORK/malloc_count.so" "$ROOT/Tests/integration/support/malloc_count.c" || exit 1
+cc -shared -fPIC -O2 -o "$WORK/malloc_count.so" "$ROOT/Tests/support/malloc_count.c" || exit 1
 "$PY" - "$ROOT" "$WORK" <<'PYEOF' || exit 1
 import sys
 import numpy as np, onnx

@@ -165,6 +165,15 @@ min_area = 300
 {camera_extra}
 """)
 
+def wait_ready(daemon):
+    """Ping answers once the control socket is bound; the reject stream follows a moment later."""
+    daemon.wait_ready(timeout=30)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(os.path.join(daemon.directory, "rejects.sock")):
+        if time.monotonic() > deadline:
+            fail("reject stream socket did not appear: %s" % daemon.log()[-2000:])
+        time.sleep(0.02)
+
 def status(daemon):
     r = request(daemon.control, {"command": "status"})
     if not r["ok"]:
@@ -223,7 +232,7 @@ try:
         # ---------------------------------------------------- run 1: one pass, hot reload midway
         cfg = config(d, model, store, photo, camera_extra="fps = 30\nbelt_speed = 300\nloop = false")
         with Daemon(cfg) as daemon:
-            daemon.wait_ready(timeout=30)
+            wait_ready(daemon)
             reference = Consumer(os.path.join(d, "rejects.sock"))
             reference.start()
             interrupted = Consumer(os.path.join(d, "rejects.sock"), limit=3)
@@ -275,6 +284,16 @@ try:
             check(s["rejects_by_label"] and sum(s["rejects_by_label"].values()) == defects, "rejects by label add up")
             check(s["beans_per_s"] is not None and s["beans_per_s"] >= 0, "beans/s shown")
             check(s["cameras"][0]["fps"] is None or s["cameras"][0]["fps"] >= 0, "fps shown")
+            # set-threshold (root is admin): validated, persisted, answered with old and new value.
+            r = request(daemon.control, {"command": "set-threshold", "key": "label:Insect", "value": 0.9})
+            check(r["ok"] and r["result"] == {"key": "label:Insect", "old": None, "new": 0.9}, "set-threshold label:Insect 0.9: %s" % r)
+            check("label:Insect" in open(os.path.join(d, "thresholds")).read(), "threshold persisted in the state directory")
+            r = request(daemon.control, {"command": "set-threshold", "key": "colour", "value": 0.5})
+            check(not r["ok"] and "unknown threshold key 'colour'" in r["error"], "bad key refused: %s" % r)
+            r = request(daemon.control, {"command": "set-threshold", "key": "default", "value": 1.5})
+            check(not r["ok"] and "(0, 1]" in r["error"], "out-of-range value refused: %s" % r)
+            r = request(daemon.control, {"command": "set-threshold", "key": "default"})
+            check(not r["ok"] and "value" in r["error"], "missing value refused: %s" % r)
             code, took = daemon.stop()
             check(code == 0, "SIGTERM → exit 0 (took %.1fs): %s" % (took, daemon.log()[-2000:]))
             reference.join(timeout=10)
@@ -312,7 +331,7 @@ try:
                      camera_extra="fps = 1000\nbelt_speed = 20000\nloop = true\nejector_distance_m = 0.005",
                      inspect_extra="queue = 2\neject_lead_ms = 1")
         with Daemon(cfg) as daemon:
-            daemon.wait_ready(timeout=30)
+            wait_ready(daemon)
             rss = []
             for _ in range(16):
                 time.sleep(0.5)

@@ -230,6 +230,32 @@ try:
         beans, defects = scene(photo, rows=22)
         print("scene: %d beans, %d defects" % (beans, defects))
 
+        # ---------------------------------------------------- run 0: no encoder model yet
+        late_model = os.path.join(d, "late", "encoder.onnx")
+        cfg = config(d, late_model, store, photo, camera_extra="fps = 30\nbelt_speed = 600\nloop = true")
+        with Daemon(cfg) as daemon:
+            wait_ready(daemon)
+            time.sleep(2.5)
+            s = status(daemon)
+            check(s["scoring"].startswith("fail-safe: encoder model " + late_model), "missing model named in status: %s" % s["scoring"])
+            check(s["unscored_total"] > 0 and s["unscored_total"] == s["beans_total"], "every bean decided by the fail-safe: %s" % s)
+            check(s["encoder"]["fingerprint"] is None and s["store"]["generation"] is None, "no invented encoder/store figures")
+            r = request(daemon.control, {"command": "reload"}, timeout=30)
+            check(not r["ok"] and late_model in r["error"], "reload without the model fails naming it: %s" % r)
+            os.makedirs(os.path.dirname(late_model))
+            subprocess.run(["cp", model, late_model], check=True)
+            r = request(daemon.control, {"command": "reload"}, timeout=30)
+            check(r["ok"] and r["result"]["generation"] == 1, "reload picks up the model and the store: %s" % r)
+            time.sleep(0.6)  # status is published every 250 ms
+            unscored = status(daemon)["unscored_total"]
+            time.sleep(2.0)
+            s = status(daemon)
+            check(s["scoring"] == "ok" and s["encoder"]["fingerprint"] == info["fingerprint"], "scoring after reload")
+            check(s["beans_total"] > unscored and s["unscored_total"] == unscored, "beans scored after the reload: %s" % {k: s[k] for k in ("beans_total", "unscored_total")})
+            code, _ = daemon.stop()
+            check(code == 0, "exit 0")
+        check(not os.path.exists(os.path.join(d, "thresholds")), "no thresholds file before any set-threshold")
+
         # ---------------------------------------------------- run 1: one pass, hot reload midway
         cfg = config(d, model, store, photo, camera_extra="fps = 30\nbelt_speed = 300\nloop = false")
         with Daemon(cfg) as daemon:

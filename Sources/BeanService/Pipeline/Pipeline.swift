@@ -418,10 +418,15 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
             throw ScoringError(problem)
         }
         let goodLabels = Set(new.inspect.goodLabels.map { Label($0) })
-        let thresholds = thresholdBook.withLock { $0?.thresholds } ?? new.inspect.thresholds
+        // The thresholds file is re-read (an operator may have edited it); without one the new
+        // config's values are the thresholds.
+        let book = try ThresholdBook(stateDirectory: new.daemon.stateDirectory, defaults: new.inspect.thresholds,
+                                     goodLabels: goodLabels)
+        let thresholds = book.thresholds
         let updated = try DecisionPolicy(mode: new.inspect.mode, k: new.inspect.k, goodLabels: goodLabels,
                                          unknownAction: new.inspect.unknownAction, thresholds: thresholds)
         policy.withLock { $0 = updated }
+        thresholdBook.withLock { $0 = book }
         config.withLock { $0 = new }
         publishScoringStatus()
     }

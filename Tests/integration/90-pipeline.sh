@@ -379,7 +379,13 @@ try:
             overload_stream.join(timeout=10)
             pid = daemon.process.pid
         # Drain: the pipeline finished what was in flight and every ejected bean reached the stream.
-        drained = [e for e in journal(pid, None, 1) if e.get("MESSAGE", "").startswith("pipeline drained")]
+        all_entries = journal(pid, None, 1)
+        drained = [e for e in all_entries if e.get("MESSAGE", "").startswith("pipeline drained")]
+        summaries = [e for e in all_entries if "not scored before their eject time" in e.get("MESSAGE", "")]
+        check(summaries and sum(int(e["UNSCORED_REJECTED"]) for e in summaries) >= s["unscored_total"],
+              "fail-safe verdicts logged in aggregate: %s" % [e.get("MESSAGE") for e in summaries])
+        check(not [e for e in all_entries if e.get("MESSAGE_ID") == IDS["reject"] and e.get("VERDICT") == "unscored"],
+              "no per-bean journald entry for fail-safe ejections")
         check(len(drained) == 1 and drained[0].get("COMPLETE") == "true", "pipeline drained completely: %s" % drained)
         # resume_after 0 after a restart: numbering continues from rejects.seq, so a gap covers the
         # numbers of the earlier run; no event of this run may be lost.

@@ -33,7 +33,7 @@ public enum BeandMessageID: String, Sendable, CaseIterable {
 
     /// One bean was ejected. Metadata: `RejectEvent.journalFields` lower-cased (journald fields
     /// BEAN_ID, CAMERA, LANE, VERDICT, REASON, LABEL, SCORE, NEIGHBORS, FRAME_SEQ). Logged by the
-    /// pipeline's decide thread, one entry per bean.
+    /// pipeline's decide thread, one entry per bean (fail-safe ejections are summarised instead).
     case reject = "54a0f2c2cae74b39b6e06137531f9dd8"
 
     /// The metadata key that carries a message id to the log handlers (journald field `MESSAGE_ID`).

@@ -26,7 +26,8 @@ import Synchronization
 ///   `decide` queue (capacity 4096, block-with-timeout 200 ms; a refused outcome is counted as lost).
 /// - `decide`: the only writer of `FailSafe` and `InspectionStatistics`. Applies the fail-safe to
 ///   beans not scored before their eject time, publishes rejects to the stream and journald, logs
-///   the 10 s summaries and publishes status.
+///   the 10 s summaries and publishes status. Every ejected bean goes to the reject stream; every
+///   ejected bean except fail-safe (unscored) ones gets its own journald entry.
 ///
 /// Every loop beats its `LivenessRegistry` token at least once per 250 ms of idle waiting.
 public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
@@ -317,7 +318,9 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
                 if record.verdict == .accept { acceptedSinceSummary += 1 }
                 if let event = RejectEvent(record: record) {
                     publishReject(event)
-                    logReject(event)
+                    // Fail-safe ejections are logged in aggregate (below), not per bean: under
+                    // overload they would flood the journal exactly when the machine is busiest.
+                    if event.verdict != .unscored { logReject(event) }
                 }
             }
             if now.seconds(since: lastPublish) >= 0.25 || outcome == nil {

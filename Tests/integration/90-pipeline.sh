@@ -232,7 +232,19 @@ try:
 
         # ---------------------------------------------------- run 0: no encoder model yet
         late_model = os.path.join(d, "late", "encoder.onnx")
-        cfg = config(d, late_model, store, photo, camera_extra="fps = 30\nbelt_speed = 600\nloop = true")
+        # Two cameras at once over the same scene.
+        cfg = config(d, late_model, store, photo, camera_extra=f"""fps = 30
+belt_speed = 600
+loop = true
+[[camera]]
+name = "cam1"
+source = "belt:{photo}"
+width = 320
+height = 240
+min_area = 300
+fps = 20
+belt_speed = 400
+""")
         with Daemon(cfg) as daemon:
             wait_ready(daemon)
             time.sleep(2.5)
@@ -252,6 +264,8 @@ try:
             s = status(daemon)
             check(s["scoring"] == "ok" and s["encoder"]["fingerprint"] == info["fingerprint"], "scoring after reload")
             check(s["beans_total"] > unscored and s["unscored_total"] == unscored, "beans scored after the reload: %s" % {k: s[k] for k in ("beans_total", "unscored_total")})
+            check([c["name"] for c in s["cameras"]] == ["cam0", "cam1"] and all(c["state"] == "streaming" and c["frames"] > 0 for c in s["cameras"]),
+                  "both cameras stream: %s" % s["cameras"])
             code, _ = daemon.stop()
             check(code == 0, "exit 0")
         check(not os.path.exists(os.path.join(d, "thresholds")), "no thresholds file before any set-threshold")

@@ -197,7 +197,7 @@ public final class Daemon: @unchecked Sendable {
         BeandLogging.shared.configure(new.log, environment: Self.environment())
         status.apply(config: new)
         let changed = Self.changedTables(previous, new)
-        let needRestart = changed.filter { ["daemon", "control", "rejects"].contains($0) }
+        let needRestart = changed.filter { ["daemon", "control", "rejects", "camera"].contains($0) }
         if !needRestart.isEmpty {
             logger.warning("changed settings take effect at the next restart", metadata: [
                 "tables": "\(needRestart.joined(separator: ","))",

@@ -35,6 +35,7 @@ public final class Daemon: @unchecked Sendable {
     private let stopSignal = Mutex<Int32?>(nil)
     private var signalSources: [DispatchSourceSignal] = []
     private var threads: [PeriodicThread] = []
+    private let pipeline = Mutex<Pipeline?>(nil)
 
     public init(configPath: String, config: DaemonConfig) {
         self.configPath = configPath
@@ -64,7 +65,7 @@ public final class Daemon: @unchecked Sendable {
         let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? eventLoops.syncShutdownGracefully() }
         let control: UnixSocketServer
-        let rejects: UnixSocketServer
+        let rejects: RejectStreamServer
         do {
             control = try UnixSocketServer.control(
                 path: config.control.socket, gid: controlGID, group: eventLoops,
@@ -73,8 +74,9 @@ public final class Daemon: @unchecked Sendable {
         } catch {
             throw StartupError(exitCode: StartupError.exOSErr, description: "control.socket: \(error)")
         }
+        _ = rejectsGID  // resolved above so a missing group is a config error (78), not a socket error
         do {
-            rejects = try UnixSocketServer.rejects(path: config.rejects.socket, gid: rejectsGID, group: eventLoops)
+            rejects = try startRejectStream(config: config, loop: eventLoops.next())
         } catch {
             _ = try? control.stopAccepting().wait()
             UnixSocketFile.remove(config.control.socket)
@@ -82,6 +84,15 @@ public final class Daemon: @unchecked Sendable {
         }
 
         startEventLoopBeat(eventLoops.next())
+        if !config.cameras.isEmpty {
+            let pipeline = Pipeline(config: config, status: status, liveness: liveness) { event in
+                rejects.publish(event)
+            }
+            pipeline.start()
+            self.pipeline.withLock { $0 = pipeline }
+            register(reloadable: pipeline)
+            register(drainable: pipeline)
+        }
         startStatusTicker()
         installSignalHandlers()
         notifier.ready(status: status.statusLine())
@@ -107,12 +118,30 @@ public final class Daemon: @unchecked Sendable {
         return 0
     }
 
-    private func shutdown(control: UnixSocketServer, rejects: UnixSocketServer, drainTimeout: Duration) {
+    /// Binds the reject stream (beand-rejects(7)); its sequence numbers continue across restarts
+    /// through `rejects.seq` in the state directory when that is writable.
+    private func startRejectStream(config: DaemonConfig, loop: any EventLoop) throws -> RejectStreamServer {
+        var sequenceFile: RejectSequenceFile?
+        do {
+            sequenceFile = try RejectSequenceFile(stateDirectory: config.daemon.stateDirectory)
+        } catch {
+            logger.warning("reject sequence numbers restart at 1 after a restart: the state directory is not usable",
+                           metadata: ["error": "\(error)"])
+        }
+        let configuration = RejectStreamConfiguration(
+            socketPath: config.rejects.socket, group: config.rejects.group, ringCapacity: config.rejects.ring,
+            consumerBacklogLimit: min(1024, config.rejects.ring))
+        let file = sequenceFile
+        return try loop.makeFutureWithTask {
+            try await RejectStreamServer.start(configuration: configuration, sequenceFile: file, eventLoop: loop)
+        }.wait()
+    }
+
+    private func shutdown(control: UnixSocketServer, rejects: RejectStreamServer, drainTimeout: Duration) {
         let clock = ContinuousClock()
         let deadline = clock.now + drainTimeout
         for source in signalSources { source.cancel() }
         _ = try? control.stopAccepting().wait()
-        _ = try? rejects.stopAccepting().wait()
         // A reload in flight finishes first (bounded by the deadline): its client gets an answer.
         let reloadDone = DispatchSemaphore(value: 0)
         reloadQueue.async { reloadDone.signal() }
@@ -121,13 +150,14 @@ public final class Daemon: @unchecked Sendable {
         for component in drainables { component.drain(until: deadline) }
         let nioDeadline = NIODeadline.now() + TimeAmount.nanoseconds(Self.nanoseconds(deadline - clock.now))
         control.drain(deadline: nioDeadline)
-        rejects.drain(deadline: nioDeadline)
+        // Decisions drained above are published; consumers get what is buffered, then the close.
+        _ = try? rejects.eventLoop.makeFutureWithTask { await rejects.shutdown() }.wait()
         for thread in threads {
             // A wedged loop is abandoned: the process exits anyway.
             thread.stop(timeout: .milliseconds(100))
         }
         UnixSocketFile.remove(control.path)
-        UnixSocketFile.remove(rejects.path)
+        UnixSocketFile.remove(rejects.configuration.socketPath)
     }
 
     // MARK: Reload
@@ -167,7 +197,7 @@ public final class Daemon: @unchecked Sendable {
         BeandLogging.shared.configure(new.log, environment: Self.environment())
         status.apply(config: new)
         let changed = Self.changedTables(previous, new)
-        let needRestart = changed.filter { ["daemon", "control", "rejects"].contains($0) }
+        let needRestart = changed.filter { ["daemon", "control", "rejects", "camera"].contains($0) }
         if !needRestart.isEmpty {
             logger.warning("changed settings take effect at the next restart", metadata: [
                 "tables": "\(needRestart.joined(separator: ","))",
@@ -199,6 +229,7 @@ public final class Daemon: @unchecked Sendable {
         if old.rejects != new.rejects { changed.append("rejects") }
         if old.store != new.store { changed.append("store") }
         if old.encoder != new.encoder { changed.append("encoder") }
+        if old.inspect != new.inspect { changed.append("inspect") }
         if old.cameras != new.cameras { changed.append("camera") }
         return changed
     }
@@ -218,6 +249,10 @@ public final class Daemon: @unchecked Sendable {
             ControlCommand(name: "status", access: .readOnly) { _, done in
                 done(.success(status.json(version: BeandVersion.string)))
             },
+            ControlCommand(name: "set-threshold", access: .changing, arguments: ["key", "value"]) { [weak self] request, done in
+                guard let self else { return done(.failure(ControlFailure("daemon is stopping"))) }
+                done(self.setThreshold(request))
+            },
             ControlCommand(name: "reload", access: .changing) { [weak self] _, done in
                 guard let self else { return done(.failure(ControlFailure("daemon is stopping"))) }
                 self.reload(trigger: .control) { result in
@@ -227,6 +262,33 @@ public final class Daemon: @unchecked Sendable {
                 }
             },
         ])
+    }
+
+    /// `{"command":"set-threshold","key":"label:Black","value":0.4}`: value a number, or the
+    /// string `off`/`default` (clears a clearable key) or a number written as a string.
+    private func setThreshold(_ request: ControlRequest) -> Result<JSONValue, ControlFailure> {
+        guard let pipeline = pipeline.withLock({ $0 }) else {
+            return .failure(ControlFailure("set-threshold: no pipeline runs (no [[camera]] configured)"))
+        }
+        let arguments = Dictionary(request.arguments, uniquingKeysWith: { first, _ in first })
+        guard case .string(let key)? = arguments["key"] else {
+            return .failure(ControlFailure("set-threshold: argument \"key\" (a string) is required"))
+        }
+        let valueText: String
+        switch arguments["value"] {
+        case .string(let text)?: valueText = text
+        case .int(let number)?: valueText = "\(number)"
+        case .double(let number)?: valueText = "\(number)"
+        default:
+            return .failure(ControlFailure("set-threshold: argument \"value\" (a number, \"off\" or \"default\") is required"))
+        }
+        do {
+            let change = try pipeline.setThreshold(key: key, value: valueText)
+            return .success(.object([("key", .string("\(change.key)")), ("old", .optional(change.old)),
+                                     ("new", .optional(change.new))]))
+        } catch {
+            return .failure(ControlFailure("set-threshold: \(error)"))
+        }
     }
 
     // MARK: Loops, watchdog, signals

@@ -1,5 +1,7 @@
 import Testing
 @testable import BeanService
+import BeanInspect
+import BeanVision
 
 private let file = "/etc/beand/test.toml"
 
@@ -45,8 +47,52 @@ private let badConfigs: [(String, String)] = [
      "\(file):1: key 'camera[0].name': missing (required)"),
     ("[[camera]]\nname = \"cam 0\"\nsource = \"v4l2:/dev/video0\"\n",
      "\(file):2: key 'camera[0].name': 'cam 0' is not a camera name (1 to 32 of A-Z a-z 0-9 _ -)"),
-    ("[[camera]]\nname = \"cam0\"\nsource = \"v4l2:/dev/video0\"\nfps = 30\n",
-     "\(file):4: key 'camera[0].fps': unknown key"),
+    ("[[camera]]\nname = \"cam0\"\nsource = \"v4l2:/dev/video0\"\nframerate = 30\n",
+     "\(file):4: key 'camera[0].framerate': unknown key"),
+    ("[[camera]]\nname = \"cam0\"\nsource = \"v4l2:/dev/video0\"\nfps = 0\n",
+     "\(file):4: key 'camera[0].fps': 0.0 is out of range 0.1...10000.0"),
+    ("[[camera]]\nname = \"cam0\"\nsource = \"belt:/x.png\"\nbelt_speed = \"fast\"\n",
+     "\(file):4: key 'camera[0].belt_speed': expected number, found string"),
+    ("[[camera]]\nname = \"cam0\"\nsource = \"belt:/x.png\"\nbelt_color = [1, 2]\n",
+     "\(file):4: key 'camera[0].belt_color': expected 3 numbers, found 2"),
+    ("[[camera]]\nname = \"cam0\"\nsource = \"belt:/x.png\"\nbelt_color = [1, 2, 300]\n",
+     "\(file):4: key 'camera[0].belt_color': colour components are integers 0...255, got 300.0"),
+    ("[[camera]]\nname = \"cam0\"\nsource = \"v4l2:/dev/video0\"\npixel_format = \"mjpeg\"\n",
+     "\(file):4: key 'camera[0].pixel_format': unknown value 'mjpeg' (expected one of: auto, rgb24, yuyv)"),
+    ("[[camera]]\nname = \"cam0\"\nsource = \"v4l2:/dev/video0\"\nreopen_backoff_initial = 5\nreopen_backoff_max = 1\n",
+     "\(file):5: key 'camera[0].reopen_backoff_max': 1.0 is less than reopen_backoff_initial (5.0)"),
+    ("[[camera]]\nname = \"cam0\"\nsource = \"v4l2:/dev/video0\"\nsegmentation = \"otsu\"\n",
+     "\(file):4: key 'camera[0].segmentation': unknown value 'otsu' (expected one of: default, tray, mindforge)"),
+    ("[[camera]]\nname = \"cam0\"\nsource = \"v4l2:/dev/video0\"\ndecision_line = 1.5\n",
+     "\(file):4: key 'camera[0].decision_line': must be a fraction of the frame in (0, 1), got 1.5"),
+    ("[[camera]]\nname = \"cam0\"\nsource = \"v4l2:/dev/video0\"\nlanes = 0\n",
+     "\(file):4: key 'camera[0].lanes': 0 is out of range 1...64"),
+    ("[encoder]\nworkers = 0\n",
+     "\(file):2: key 'encoder.workers': 0 is out of range 1...64"),
+    ("[encoder]\nmean = [0.5, 0.5]\n",
+     "\(file):2: key 'encoder.mean': expected 3 numbers, found 2"),
+    ("[encoder]\nstd = [0.2, 0, 0.2]\n",
+     "\(file):2: key 'encoder.std': must be greater than 0, got 0.0"),
+    ("[encoder]\nmax_wait_ms = -1\n",
+     "\(file):2: key 'encoder.max_wait_ms': -1.0 is out of range 0.0...1000.0"),
+    ("[inspect]\nmode = \"majority\"\n",
+     "\(file):2: key 'inspect.mode': unknown value 'majority' (expected one of: vote, one-class)"),
+    ("[inspect]\nk = 65\n",
+     "\(file):2: key 'inspect.k': 65 is out of range 1...64"),
+    ("[inspect]\ngood_labels = []\n",
+     "\(file):2: key 'inspect.good_labels': must name at least one label"),
+    ("[inspect]\ngood_labels = [\"Normal\", 3]\n",
+     "\(file):2: key 'inspect.good_labels': expected an array of strings, found an element of type integer"),
+    ("[inspect]\nreject_share = 1.5\n",
+     "\(file):2: key 'inspect.reject_share': must be a vote share in (0, 1], got 1.5"),
+    ("[inspect]\nunknown_distance = 0\n",
+     "\(file):2: key 'inspect.unknown_distance': must be greater than 0, got 0.0"),
+    ("[inspect]\nunscored = \"drop\"\n",
+     "\(file):2: key 'inspect.unscored': unknown value 'drop' (expected one of: reject-unscored, pass-unscored)"),
+    ("[inspect]\nunknown_action = \"ignore\"\n",
+     "\(file):2: key 'inspect.unknown_action': unknown value 'ignore' (expected one of: reject, accept)"),
+    ("[rejects]\nring = 1\n",
+     "\(file):2: key 'rejects.ring': 1 is out of range 16...1048576"),
     ("[camera]\nname = \"cam0\"\n",
      "\(file):1: key 'camera': expected an array of tables ([[camera]]), found table"),
     ("control = \"x\"\n",
@@ -161,4 +207,62 @@ func badConfig(index: Int) {
     // Keys inside an inline table resolve to the line of the table's key.
     #expect(index.line(for: ConfigKeyPath([.key("cam"), .index(1), .key("inline"), .key("k")])) == 8)
     #expect(index.exactLine(for: ConfigKeyPath([.key("a"), .key("b"), .key("y"), .key("z")])) == 10)
+}
+
+@Test func pipelineKeysMapToEngineSettings() throws {
+    let config = try ConfigLoader.parse("""
+    [encoder]
+    model = "/m.onnx"
+    workers = 3
+    max_batch = 8
+    max_wait_ms = 1.5
+    mean = [0, 0, 0]
+    std = [1, 1, 1]
+    [inspect]
+    mode = "one-class"
+    k = 7
+    good_labels = ["Normal", "Light"]
+    reject_share = 0.7
+    one_class_distance = 0.25
+    unknown_distance = 0.9
+    unknown_action = "accept"
+    unscored = "pass-unscored"
+    queue = 4
+    [rejects]
+    ring = 128
+    [[camera]]
+    name = "belt"
+    source = "belt:/srv/tray.png"
+    width = 320
+    height = 240
+    fps = 90
+    loop = false
+    belt_speed = 1200
+    belt_color = [10, 20, 30]
+    segmentation = "tray"
+    threshold = 33
+    min_area = 99
+    decision_line = 0.4
+    lanes = 3
+    pixels_per_metre = 2000
+    ejector_distance_m = 0.05
+    crop_size = 32
+    """, file: "pipeline.toml")
+    #expect(config.encoder.workers == 3 && config.encoder.maxBatch == 8 && config.encoder.maxWaitMilliseconds == 1.5)
+    #expect(config.encoder.mean == [0, 0, 0] && config.encoder.std == [1, 1, 1])
+    #expect(config.inspect.mode == .oneClass && config.inspect.k == 7 && config.inspect.goodLabels == ["Normal", "Light"])
+    #expect(config.inspect.thresholds == Thresholds(defaultRejectShare: 0.7, oneClassDistance: 0.25, unknownDistance: 0.9))
+    #expect(config.inspect.unknownAction == .accept && config.inspect.unscored == .passUnscored && config.inspect.queue == 4)
+    #expect(config.rejects.ring == 128)
+    let camera = try #require(config.cameras.first)
+    let capture = camera.captureSettings
+    #expect(capture.width == 320 && capture.height == 240 && capture.fps == 90 && !capture.loop && capture.beltSpeed == 1200)
+    #expect(capture.beltColor.map { [$0.0, $0.1, $0.2] } == [10, 20, 30])
+    #expect(camera.segmenterSettings.threshold == 33 && camera.segmenterSettings.minArea == 99)
+    #expect(camera.segmenterSettings.closeRadius == SegmenterSettings.tray.closeRadius)
+    let tracker = camera.trackerSettings
+    #expect(tracker.decisionLine == 0.4 && tracker.laneCount == 3 && tracker.pixelsPerMetre == 2000)
+    #expect(tracker.speedPixelsPerSecond == 1200 && !tracker.learnSpeed)
+    #expect(camera.cropSize == 32)
+    #expect(try ConfigLoader.parse(config.renderedTOML, file: "rendered") == config)
 }

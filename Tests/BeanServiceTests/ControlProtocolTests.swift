@@ -110,11 +110,26 @@ private func decodeError(_ text: String) -> String? {
     let json = registry.json(version: "0.1.0")
     #expect(json["beans_total"] == .null)
     #expect(json["beans_per_s"] == .null)
-    #expect(json["cameras"] == .array([.object([("name", .string("cam0")), ("state", .null), ("fps", .null)])]))
+    #expect(json["cameras"] == .array([.object([("name", .string("cam0")), ("state", .null), ("fps", .null),
+                                                ("frames", .null), ("drops", .null)])]))
+    for key in ["scoring", "rejects_by_label", "unscored_total", "unknown_total", "latency_ms", "queues"] {
+        #expect(json[key] == .null, "\(key) is null without a pipeline")
+    }
     #expect(json["store"]?["generation"] == .null)
     #expect(json["encoder"]?["model"] == .string("/var/lib/beand/encoder.onnx"))
     #expect(registry.statusLine().hasSuffix("; beans/s n/a; rejects n/a; cameras up n/a of 1"))
     registry.update { $0.beansPerSecond = 12.34; $0.rejectsTotal = 3; $0.cameras[0].state = "streaming" }
     #expect(registry.statusLine().hasSuffix("; beans/s 12.3; rejects 3; cameras up 1 of 1"))
+    registry.update {
+        $0.scoring = "fail-safe: encoder model /m.onnx: missing"
+        $0.inspection = DaemonStatus.Inspection(
+            rejectsByLabel: ["Black": 2], acceptedTotal: 5, unscoredTotal: 4, unknownTotal: 0,
+            latencyP50Milliseconds: 3.2, latencyP99Milliseconds: 17.25, queues: [], lostOutcomes: 0, visionErrors: 0,
+            scoringErrors: 0)
+    }
+    #expect(registry.statusLine().hasSuffix("; cameras up 1 of 1; unscored 4; p99 17.2 ms; FAIL-SAFE (no encoder or store)"))
+    let filled = registry.json(version: "0.1.0")
+    #expect(filled["rejects_by_label"] == .object([("Black", .int(2))]))
+    #expect(filled["latency_ms"]?["p99"] == .double(17.25))
     #expect(StatusRegistry.duration(3725) == "1h02m05s")
 }

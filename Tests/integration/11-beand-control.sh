@@ -33,6 +33,10 @@ with TempDir() as d:
         st = os.stat(daemon.control)
         check(stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660, "control socket mode 0660")
         check(st.st_gid == grp.getgrnam("nogroup").gr_gid, "control socket group is [control] group")
+        # The reject stream binds just after the control socket answers its first ping.
+        deadline = time.monotonic() + 5
+        while not os.path.exists(os.path.join(d, "rejects.sock")) and time.monotonic() < deadline:
+            time.sleep(0.02)
         rs = os.stat(os.path.join(d, "rejects.sock"))
         check(stat.S_IMODE(rs.st_mode) == 0o660 and rs.st_gid == grp.getgrnam("nogroup").gr_gid, "rejects socket 0660 + group")
 
@@ -46,8 +50,8 @@ with TempDir() as d:
         limits = open("/proc/%d/limits" % daemon.process.pid).read()
         soft_, hard_ = re.search(r"Max open files\s+(\S+)\s+(\S+)", limits).groups()
         check(soft_ == hard_, "open-file soft limit raised to hard (%s/%s)" % (soft_, hard_))
-        # The rejects socket accepts clients and holds them open (the event stream is issue 6).
-        rej = connect(os.path.join(d, "rejects.sock")); rej.sendall(b"hello\n"); rej.settimeout(0.5)
+        # The reject stream accepts consumers and holds them open (no cameras: no events).
+        rej = connect(os.path.join(d, "rejects.sock")); rej.sendall(b'{"resume_after": 0}\n'); rej.settimeout(0.5)
         try:
             rej.recv(10); held_open = False
         except socket.timeout:

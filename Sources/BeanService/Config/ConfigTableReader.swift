@@ -83,6 +83,78 @@ struct ConfigTableReader {
         return value
     }
 
+    /// A number (TOML integer or float); `check` returns a problem description or nil.
+    mutating func number(_ key: String, default fallback: Double, check: (Double) -> String? = { _ in nil }) -> Double {
+        optionalNumber(key, check: check) ?? fallback
+    }
+
+    /// A number that may be absent (nil).
+    mutating func optionalNumber(_ key: String, check: (Double) -> String? = { _ in nil }) -> Double? {
+        consumed.insert(key)
+        guard let raw = table[key] else { return nil }
+        let value: Double
+        switch raw.type {
+        case .int: value = Double(raw.int ?? 0)
+        case .double: value = raw.double ?? .nan
+        default:
+            report(key, "expected number, found \(Self.describe(raw.type))")
+            return nil
+        }
+        if !value.isFinite {
+            report(key, "must be a finite number, got \(value)")
+            return nil
+        }
+        if let problem = check(value) {
+            report(key, problem)
+            return nil
+        }
+        return value
+    }
+
+    /// An array of numbers with exactly `count` elements (or any length when `count` is nil).
+    mutating func numberArray(_ key: String, count: Int?, check: (Double) -> String? = { _ in nil }) -> [Double]? {
+        guard let raw = value(key, expecting: .array), let array = raw.array else { return nil }
+        var values: [Double] = []
+        for element in array {
+            switch element.type {
+            case .int: values.append(Double(element.int ?? 0))
+            case .double: values.append(element.double ?? .nan)
+            default:
+                report(key, "expected an array of numbers, found an element of type \(Self.describe(element.type))")
+                return nil
+            }
+        }
+        if let count, values.count != count {
+            report(key, "expected \(count) numbers, found \(values.count)")
+            return nil
+        }
+        for value in values {
+            if let problem = value.isFinite ? check(value) : "must be finite, got \(value)" {
+                report(key, problem)
+                return nil
+            }
+        }
+        return values
+    }
+
+    /// An array of strings; `check` applies to each element.
+    mutating func stringArray(_ key: String, check: (String) -> String? = { _ in nil }) -> [String]? {
+        guard let raw = value(key, expecting: .array), let array = raw.array else { return nil }
+        var values: [String] = []
+        for element in array {
+            guard element.type == .string, let text = element.string else {
+                report(key, "expected an array of strings, found an element of type \(Self.describe(element.type))")
+                return nil
+            }
+            if let problem = check(text) {
+                report(key, problem)
+                return nil
+            }
+            values.append(text)
+        }
+        return values
+    }
+
     mutating func bool(_ key: String, default fallback: Bool) -> Bool {
         value(key, expecting: .bool)?.bool ?? fallback
     }

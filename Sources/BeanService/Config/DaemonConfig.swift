@@ -1,3 +1,7 @@
+import BeanCapture
+import BeanCore
+import BeanInspect
+import BeanVision
 import Logging
 
 /// The whole of `beand.toml`, decoded and validated. Value type: a reload builds a new one and swaps
@@ -12,6 +16,7 @@ public struct DaemonConfig: Equatable, Sendable {
     public var rejects = RejectsSection()
     public var store = StoreSection()
     public var encoder = EncoderSection()
+    public var inspect = InspectSection()
     public var cameras: [CameraConfig] = []
 
     public init() {}
@@ -23,6 +28,7 @@ public struct DaemonConfig: Equatable, Sendable {
         rejects = root.section(RejectsSection.self)
         store = root.section(StoreSection.self)
         encoder = root.section(EncoderSection.self)
+        inspect = root.section(InspectSection.self)
         cameras = root.arrayOfTables(CameraConfig.arrayName).compactMap { reader in
             var reader = reader
             defer { reader.finish() }
@@ -53,7 +59,7 @@ public struct DaemonConfig: Equatable, Sendable {
     /// defaults included).
     public var renderedTOML: String {
         var sections = [daemon.rendered, log.rendered, control.rendered, rejects.rendered, store.rendered,
-                        encoder.rendered]
+                        encoder.rendered, inspect.rendered]
         sections += cameras.map(\.rendered)
         return sections.joined(separator: "\n")
     }
@@ -171,16 +177,19 @@ public struct RejectsSection: ConfigSection {
     static let tableName = "rejects"
     public var socket = "/run/beand/rejects.sock"
     public var group = "beand"
+    /// M: the last events kept for consumers that resume with `resume_after`.
+    public var ring = 4096
 
     public init() {}
 
     init(reading reader: inout ConfigTableReader) {
         socket = reader.string("socket", default: socket, check: ConfigCheck.socketPath)
         group = reader.string("group", default: group, check: ConfigCheck.groupName)
+        ring = reader.integer("ring", default: ring, in: 16...1_048_576)
     }
 
     var renderedKeys: [String] {
-        ["socket = \(TOMLText.string(socket))", "group = \(TOMLText.string(group))"]
+        ["socket = \(TOMLText.string(socket))", "group = \(TOMLText.string(group))", "ring = \(ring)"]
     }
 }
 
@@ -200,14 +209,110 @@ public struct StoreSection: ConfigSection {
 public struct EncoderSection: ConfigSection {
     static let tableName = "encoder"
     public var model = "/var/lib/beand/encoder.onnx"
+    /// Encoder threads; each runs OpenBLAS single-threaded.
+    public var workers = 2
+    /// A micro-batch closes at this many crops …
+    public var maxBatch = 16
+    /// … or when its oldest crop has waited this long.
+    public var maxWaitMilliseconds = 2.0
+    /// Per-channel normalisation (RGB) the encoder was trained with.
+    public var mean: [Double] = [0.485, 0.456, 0.406]
+    public var std: [Double] = [0.229, 0.224, 0.225]
 
     public init() {}
 
     init(reading reader: inout ConfigTableReader) {
         model = reader.string("model", default: model, check: ConfigCheck.absolutePath)
+        workers = reader.integer("workers", default: workers, in: 1...64)
+        maxBatch = reader.integer("max_batch", default: maxBatch, in: 1...256)
+        maxWaitMilliseconds = reader.number("max_wait_ms", default: maxWaitMilliseconds, check: ConfigCheck.range(0...1000))
+        mean = reader.numberArray("mean", count: 3, check: ConfigCheck.range(-10...10)) ?? mean
+        std = reader.numberArray("std", count: 3, check: ConfigCheck.positive) ?? std
     }
 
-    var renderedKeys: [String] { ["model = \(TOMLText.string(model))"] }
+    var renderedKeys: [String] {
+        ["model = \(TOMLText.string(model))", "workers = \(workers)", "max_batch = \(maxBatch)",
+         "max_wait_ms = \(maxWaitMilliseconds)", "mean = \(TOMLText.numbers(mean))", "std = \(TOMLText.numbers(std))"]
+    }
+}
+
+/// `[inspect]`: how a scored bean is decided, and what happens to beans that cannot be scored.
+public struct InspectSection: ConfigSection {
+    static let tableName = "inspect"
+    public var mode = DecisionPolicy.Mode.vote
+    public var k = 5
+    public var goodLabels = ["Normal"]
+    /// Default per-label vote share above which a bean is rejected (a start value: the thresholds
+    /// file in the state directory, written by `set-threshold`, takes precedence).
+    public var rejectShare = 0.5
+    public var oneClassDistance = 0.3
+    /// Nearest neighbour farther than this: verdict `unknown`; nil disables the check.
+    public var unknownDistance: Double?
+    public var unknownAction = DecisionPolicy.UnknownAction.reject
+    public var unscored = UnscoredAction.rejectUnscored
+    /// Beans waiting for the encoder, over all cameras (drop-oldest: the evicted bean gets the
+    /// fail-safe verdict).
+    public var queue = 256
+    /// A bean whose eject time is closer than this when it would be scored gets the fail-safe.
+    public var ejectLeadMilliseconds = 2.0
+
+    public init() {}
+
+    init(reading reader: inout ConfigTableReader) {
+        mode = reader.choice("mode", default: mode)
+        k = reader.integer("k", default: k, in: 1...64)
+        goodLabels = reader.stringArray("good_labels") { name in
+            ThresholdKey.isValidLabelName(name) ? nil : "'\(name)' is not a label name (1 to 64 printable bytes, no spaces)"
+        } ?? goodLabels
+        if reader.isPresent("good_labels") && goodLabels.isEmpty {
+            reader.report("good_labels", "must name at least one label")
+            goodLabels = ["Normal"]
+        }
+        rejectShare = reader.number("reject_share", default: rejectShare) { value in
+            value > 0 && value <= 1 ? nil : "must be a vote share in (0, 1], got \(value)"
+        }
+        oneClassDistance = reader.number("one_class_distance", default: oneClassDistance, check: ConfigCheck.positive)
+        unknownDistance = reader.optionalNumber("unknown_distance", check: ConfigCheck.positive)
+        unknownAction = reader.choice("unknown_action", default: unknownAction)
+        unscored = reader.choice("unscored", default: unscored)
+        queue = reader.integer("queue", default: queue, in: 1...65_536)
+        ejectLeadMilliseconds = reader.number("eject_lead_ms", default: ejectLeadMilliseconds, check: ConfigCheck.range(0...10_000))
+    }
+
+    /// The thresholds this table configures (the defaults of the thresholds file).
+    public var thresholds: Thresholds {
+        Thresholds(defaultRejectShare: rejectShare, rejectShare: [:], oneClassDistance: oneClassDistance,
+                   unknownDistance: unknownDistance)
+    }
+
+    var renderedKeys: [String] {
+        var keys = ["mode = \(TOMLText.string(mode.rawValue))", "k = \(k)",
+                    "good_labels = [\(goodLabels.map(TOMLText.string).joined(separator: ", "))]",
+                    "reject_share = \(rejectShare)", "one_class_distance = \(oneClassDistance)"]
+        if let unknownDistance { keys.append("unknown_distance = \(unknownDistance)") }
+        keys += ["unknown_action = \(TOMLText.string(unknownAction.rawValue))",
+                 "unscored = \(TOMLText.string(unscored.rawValue))", "queue = \(queue)",
+                 "eject_lead_ms = \(ejectLeadMilliseconds)"]
+        return keys
+    }
+}
+
+/// Segmentation settings by name (BeanVision's presets).
+public enum SegmentationPreset: String, Sendable, CaseIterable {
+    /// `SegmenterSettings()`: light belt learned from the first frames.
+    case standard = "default"
+    /// `SegmenterSettings.tray`: tray photos and belts with larger beans.
+    case tray
+    /// `SegmenterSettings.mindforge`: the single-bean jig.
+    case mindforge
+
+    public var settings: SegmenterSettings {
+        switch self {
+        case .standard: return SegmenterSettings()
+        case .tray: return .tray
+        case .mindforge: return .mindforge
+        }
+    }
 }
 
 /// Where a camera's frames come from, as written in `source = "scheme:path"`.
@@ -253,11 +358,41 @@ public enum CameraSource: Equatable, Sendable, CustomStringConvertible {
 
 struct CameraSourceError: Error { var message: String }
 
-/// One `[[camera]]` table.
+/// One `[[camera]]` table: where frames come from, how they are captured, and how beans are found
+/// and tracked in them.
 public struct CameraConfig: Equatable, Sendable {
     static let arrayName = "camera"
     public var name: String
     public var source: CameraSource
+    // Capture (BeanCapture.CaptureSourceSettings).
+    public var width = 1280
+    public var height = 720
+    public var fps = 30.0
+    public var pixelFormat = CameraSettings.PixelFormatPreference.auto
+    public var buffers = 4
+    public var deviceTimeoutSeconds = 2.0
+    public var exitOnLoss = false
+    public var reopenBackoffInitialSeconds = 0.5
+    public var reopenBackoffMaxSeconds = 10.0
+    public var loop = true
+    public var beltSpeed = 600.0
+    public var beltColor: [Int]?
+    // Vision (BeanVision).
+    public var segmentation = SegmentationPreset.standard
+    /// Overrides the preset's foreground threshold.
+    public var threshold: Double?
+    /// Overrides the preset's smallest bean area (pixels).
+    public var minArea: Int?
+    public var direction = BeltDirection.down
+    /// Where beans are decided, as a fraction of the frame along the belt.
+    public var decisionLine = 0.5
+    public var lanes = 1
+    public var pixelsPerMetre = 1000.0
+    /// Belt distance from the decision line to the ejector; with the belt speed it gives the
+    /// eject time the fail-safe works against.
+    public var ejectorDistanceMetres = 0.1
+    /// Crop edge in pixels; nil takes the encoder's input size.
+    public var cropSize: Int?
 
     public init(name: String, source: CameraSource) {
         self.name = name
@@ -274,17 +409,138 @@ public struct CameraConfig: Equatable, Sendable {
             case .failure(let error): reader.report("source", error.message)
             }
         }
+        let defaults = CameraConfig(name: "", source: .v4l2(device: "/dev/null"))
+        let width = reader.integer("width", default: defaults.width, in: 2...16_384)
+        let height = reader.integer("height", default: defaults.height, in: 2...16_384)
+        let fps = reader.number("fps", default: defaults.fps, check: ConfigCheck.range(0.1...10_000))
+        let pixelFormat = reader.choice("pixel_format", default: defaults.pixelFormat)
+        let buffers = reader.integer("buffers", default: defaults.buffers, in: 2...32)
+        let deviceTimeout = reader.number("device_timeout", default: defaults.deviceTimeoutSeconds, check: ConfigCheck.range(0.05...60))
+        let exitOnLoss = reader.bool("exit_on_loss", default: defaults.exitOnLoss)
+        let backoffInitial = reader.number("reopen_backoff_initial", default: defaults.reopenBackoffInitialSeconds,
+                                           check: ConfigCheck.range(0.01...600))
+        let backoffMax = reader.number("reopen_backoff_max", default: defaults.reopenBackoffMaxSeconds,
+                                       check: ConfigCheck.range(0.01...3600))
+        if backoffMax < backoffInitial {
+            reader.report("reopen_backoff_max", "\(backoffMax) is less than reopen_backoff_initial (\(backoffInitial))")
+        }
+        let loop = reader.bool("loop", default: defaults.loop)
+        let beltSpeed = reader.number("belt_speed", default: defaults.beltSpeed, check: ConfigCheck.range(0.001...1_000_000))
+        let beltColor = reader.numberArray("belt_color", count: 3) { value in
+            value >= 0 && value <= 255 && value == value.rounded() ? nil : "colour components are integers 0...255, got \(value)"
+        }.map { $0.map { Int($0) } }
+        let segmentation = reader.choice("segmentation", default: defaults.segmentation)
+        let threshold = reader.optionalNumber("threshold", check: ConfigCheck.range(1...441))
+        let minArea: Int? = reader.isPresent("min_area") ? reader.integer("min_area", default: 150, in: 1...100_000_000) : nil
+        let direction = reader.choice("direction", default: defaults.direction)
+        let decisionLine = reader.number("decision_line", default: defaults.decisionLine) { value in
+            value > 0 && value < 1 ? nil : "must be a fraction of the frame in (0, 1), got \(value)"
+        }
+        let lanes = reader.integer("lanes", default: defaults.lanes, in: 1...64)
+        let pixelsPerMetre = reader.number("pixels_per_metre", default: defaults.pixelsPerMetre, check: ConfigCheck.positive)
+        let ejectorDistance = reader.number("ejector_distance_m", default: defaults.ejectorDistanceMetres,
+                                            check: ConfigCheck.range(0...100))
+        let cropSize: Int? = reader.isPresent("crop_size") ? reader.integer("crop_size", default: 64, in: 8...1024) : nil
         guard let name, let source else { return nil }
         self.init(name: name, source: source)
+        self.width = width
+        self.height = height
+        self.fps = fps
+        self.pixelFormat = pixelFormat
+        self.buffers = buffers
+        self.deviceTimeoutSeconds = deviceTimeout
+        self.exitOnLoss = exitOnLoss
+        self.reopenBackoffInitialSeconds = backoffInitial
+        self.reopenBackoffMaxSeconds = backoffMax
+        self.loop = loop
+        self.beltSpeed = beltSpeed
+        self.beltColor = beltColor
+        self.segmentation = segmentation
+        self.threshold = threshold
+        self.minArea = minArea
+        self.direction = direction
+        self.decisionLine = decisionLine
+        self.lanes = lanes
+        self.pixelsPerMetre = pixelsPerMetre
+        self.ejectorDistanceMetres = ejectorDistance
+        self.cropSize = cropSize
+    }
+
+    /// The capture engine's settings for this camera.
+    public var captureSettings: CaptureSourceSettings {
+        let uri: SourceURI
+        switch source {
+        case .v4l2(let device): uri = .v4l2(device: device)
+        case .replay(let directory): uri = .replay(directory: directory)
+        case .belt(let image): uri = .belt(photo: image)
+        }
+        var settings = CaptureSourceSettings(name: name, source: uri)
+        settings.width = width
+        settings.height = height
+        settings.fps = fps
+        settings.pixelFormat = pixelFormat
+        settings.bufferCount = buffers
+        settings.deviceTimeout = deviceTimeoutSeconds
+        settings.exitOnLoss = exitOnLoss
+        settings.reopenBackoffInitial = reopenBackoffInitialSeconds
+        settings.reopenBackoffMax = reopenBackoffMaxSeconds
+        settings.loop = loop
+        settings.beltSpeed = beltSpeed
+        settings.beltColor = beltColor.map { (UInt8($0[0]), UInt8($0[1]), UInt8($0[2])) }
+        return settings
+    }
+
+    /// The segmenter's settings: the preset with this table's overrides.
+    public var segmenterSettings: SegmenterSettings {
+        var settings = segmentation.settings
+        if let threshold { settings.threshold = threshold }
+        if let minArea { settings.minArea = minArea }
+        return settings
+    }
+
+    /// The tracker's settings. With a simulated belt the speed is known and not learned.
+    public var trackerSettings: TrackerSettings {
+        var settings = TrackerSettings()
+        settings.direction = direction
+        settings.decisionLine = decisionLine
+        settings.laneCount = lanes
+        settings.pixelsPerMetre = pixelsPerMetre
+        settings.decisionLineToEjectorMetres = ejectorDistanceMetres
+        if case .belt = source {
+            settings.speedPixelsPerSecond = beltSpeed
+            settings.learnSpeed = false
+        }
+        return settings
     }
 
     var rendered: String {
-        "[[\(Self.arrayName)]]\nname = \(TOMLText.string(name))\nsource = \(TOMLText.string(source.description))\n"
+        var lines = ["[[\(Self.arrayName)]]", "name = \(TOMLText.string(name))", "source = \(TOMLText.string(source.description))",
+                     "width = \(width)", "height = \(height)", "fps = \(fps)",
+                     "pixel_format = \(TOMLText.string(pixelFormat.rawValue))", "buffers = \(buffers)",
+                     "device_timeout = \(deviceTimeoutSeconds)", "exit_on_loss = \(exitOnLoss)",
+                     "reopen_backoff_initial = \(reopenBackoffInitialSeconds)", "reopen_backoff_max = \(reopenBackoffMaxSeconds)",
+                     "loop = \(loop)", "belt_speed = \(beltSpeed)"]
+        if let beltColor { lines.append("belt_color = [\(beltColor.map(String.init).joined(separator: ", "))]") }
+        lines.append("segmentation = \(TOMLText.string(segmentation.rawValue))")
+        if let threshold { lines.append("threshold = \(threshold)") }
+        if let minArea { lines.append("min_area = \(minArea)") }
+        lines += ["direction = \(TOMLText.string(direction.rawValue))", "decision_line = \(decisionLine)",
+                  "lanes = \(lanes)", "pixels_per_metre = \(pixelsPerMetre)", "ejector_distance_m = \(ejectorDistanceMetres)"]
+        if let cropSize { lines.append("crop_size = \(cropSize)") }
+        return lines.joined(separator: "\n") + "\n"
     }
 }
 
 /// Value checks shared by several keys; each returns a problem description or nil.
 enum ConfigCheck {
+    static func range(_ range: ClosedRange<Double>) -> (Double) -> String? {
+        { value in range.contains(value) ? nil : "\(value) is out of range \(range.lowerBound)...\(range.upperBound)" }
+    }
+
+    static func positive(_ value: Double) -> String? {
+        value > 0 ? nil : "must be greater than 0, got \(value)"
+    }
+
     static func absolutePath(_ value: String) -> String? {
         if value.isEmpty { return "must be an absolute path, got an empty string" }
         if !value.hasPrefix("/") { return "must be an absolute path, got '\(value)'" }
@@ -326,6 +582,10 @@ enum ConfigCheck {
 
 /// Writing TOML values.
 enum TOMLText {
+    static func numbers(_ values: [Double]) -> String {
+        "[" + values.map { "\($0)" }.joined(separator: ", ") + "]"
+    }
+
     static func string(_ value: String) -> String {
         var out = "\""
         for scalar in value.unicodeScalars {

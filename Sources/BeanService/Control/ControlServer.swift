@@ -31,7 +31,7 @@ final class ConnectionRegistry: Sendable {
     var count: Int { channels.withLock { $0.count } }
 }
 
-/// A Unix-domain stream server: the control socket, or (for now) the rejects socket.
+/// A Unix-domain stream server: the control socket.
 public final class UnixSocketServer: Sendable {
     public let path: String
     private let channel: any Channel
@@ -318,24 +318,6 @@ final class ControlConnectionHandler: ChannelDuplexHandler {
     }
 }
 
-/// The rejects socket's connections until the reject stream exists (issue 6): accepted and held
-/// open, input discarded, nothing sent.
-final class HoldOpenHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is DrainConnectionEvent {
-            context.close(promise: nil)
-        } else {
-            context.fireUserInboundEventTriggered(event)
-        }
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
-}
-
 extension UnixSocketServer {
     static func control(path: String, gid: UInt32, group: EventLoopGroup, idleTimeout: TimeAmount,
                         commands: ControlCommandTable, adminPolicy: AdminPolicy) throws -> UnixSocketServer {
@@ -344,12 +326,6 @@ extension UnixSocketServer {
                 IdleStateHandler(allTimeout: idleTimeout),
                 ControlConnectionHandler(commands: commands, adminPolicy: adminPolicy),
             ])
-        }
-    }
-
-    static func rejects(path: String, gid: UInt32, group: EventLoopGroup) throws -> UnixSocketServer {
-        try bind(path: path, gid: gid, group: group, allowHalfClosure: false) { channel, _ in
-            try channel.pipeline.syncOperations.addHandler(HoldOpenHandler())
         }
     }
 }

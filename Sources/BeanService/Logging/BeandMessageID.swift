@@ -24,15 +24,16 @@ public enum BeandMessageID: String, Sendable, CaseIterable {
     case reloadFailed = "44141eac83dd402486d3d8c4d3758fef"
 
     /// A camera stopped delivering frames (device gone, replay ended, timeout). Metadata: `camera`,
-    /// `source`, `error`. Logged by the capture engine (not yet part of beand).
+    /// `source`, `error`. Logged by the pipeline (`CameraRuntime`) from capture events and source ends.
     case cameraLost = "478bbf28478543fa8fa70818a08e5f23"
 
     /// A lost camera delivers frames again. Metadata: `camera`, `source`, `down_s`. Logged by the
-    /// capture engine (not yet part of beand).
+    /// pipeline when frames arrive again after a loss.
     case cameraRecovered = "2652af3ea8c74b29b4508c6293cc4e70"
 
-    /// One bean was rejected. Metadata: `camera`, `bean.id`, `bean.label`, `bean.score`,
-    /// `bean.verdict`. Logged by the pipeline (not yet part of beand).
+    /// One bean was ejected. Metadata: `RejectEvent.journalFields` lower-cased (journald fields
+    /// BEAN_ID, CAMERA, LANE, VERDICT, REASON, LABEL, SCORE, NEIGHBORS, FRAME_SEQ). Logged by the
+    /// pipeline's decide thread, one entry per bean (fail-safe ejections are summarised instead).
     case reject = "54a0f2c2cae74b39b6e06137531f9dd8"
 
     /// The metadata key that carries a message id to the log handlers (journald field `MESSAGE_ID`).

@@ -1,4 +1,5 @@
 import BeanCore
+import BeanInspect
 import Synchronization
 
 /// What `beanctl status` and systemd's `STATUS=` show. Every figure that needs an engine is
@@ -9,6 +10,10 @@ public struct DaemonStatus: Equatable, Sendable {
         /// `streaming`, `lost`, … as the capture engine names its states; nil without one.
         public var state: String?
         public var framesPerSecond: Double?
+        /// Frames the pipeline took from this camera, and frames the capture handoff dropped
+        /// (drop-oldest) because vision was behind.
+        public var frames: UInt64?
+        public var drops: UInt64?
         public init(name: String, state: String? = nil, framesPerSecond: Double? = nil) {
             self.name = name
             self.state = state
@@ -35,6 +40,9 @@ public struct DaemonStatus: Equatable, Sendable {
     public struct Encoder: Equatable, Sendable {
         public var model: String
         public var fingerprint: String?
+        /// Width and height of the model's input.
+        public var inputSize: [Int]?
+        public var outputDim: Int?
         public init(model: String, fingerprint: String? = nil) {
             self.model = model
             self.fingerprint = fingerprint
@@ -47,6 +55,24 @@ public struct DaemonStatus: Equatable, Sendable {
     public var beansPerSecond: Double?
     public var store: Store
     public var encoder: Encoder
+    /// `ok`, or `fail-safe: <why>` while no encoder or store can score; nil without a pipeline.
+    public var scoring: String?
+    public var inspection: Inspection?
+
+    /// The pipeline's figures beyond the contract's minimum.
+    public struct Inspection: Equatable, Sendable {
+        public var rejectsByLabel: [String: UInt64]
+        public var acceptedTotal: UInt64
+        public var unscoredTotal: UInt64
+        public var unknownTotal: UInt64
+        public var latencyP50Milliseconds: Double?
+        public var latencyP99Milliseconds: Double?
+        public var queues: [QueueGauge]
+        /// Outcomes the decision queue refused (full for 200 ms): beans without a published verdict.
+        public var lostOutcomes: UInt64
+        public var visionErrors: UInt64
+        public var scoringErrors: UInt64
+    }
 
     public init(config: DaemonConfig) {
         cameras = config.cameras.map { Camera(name: $0.name) }
@@ -99,7 +125,8 @@ public final class StatusRegistry: Sendable {
             ("uptime_s", .double(uptime)),
             ("cameras", .array(status.cameras.map { camera in
                 .object([("name", .string(camera.name)), ("state", .optional(camera.state)),
-                         ("fps", .optional(camera.framesPerSecond))])
+                         ("fps", .optional(camera.framesPerSecond)), ("frames", .optional(camera.frames)),
+                         ("drops", .optional(camera.drops))])
             })),
             ("beans_total", .optional(status.beansTotal)),
             ("rejects_total", .optional(status.rejectsTotal)),
@@ -114,7 +141,30 @@ public final class StatusRegistry: Sendable {
             ("encoder", .object([
                 ("model", .string(status.encoder.model)),
                 ("fingerprint", .optional(status.encoder.fingerprint)),
+                ("input_size", status.encoder.inputSize.map { .array($0.map { JSONValue.int(Int64($0)) }) } ?? .null),
+                ("output_dim", .optional(status.encoder.outputDim)),
             ])),
+            ("scoring", .optional(status.scoring)),
+            ("rejects_by_label", status.inspection.map { inspection in
+                .object(inspection.rejectsByLabel.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.int(Int64($0.value))) })
+            } ?? .null),
+            ("accepted_total", .optional(status.inspection?.acceptedTotal)),
+            ("unscored_total", .optional(status.inspection?.unscoredTotal)),
+            ("unknown_total", .optional(status.inspection?.unknownTotal)),
+            ("lost_total", .optional(status.inspection?.lostOutcomes)),
+            ("vision_errors", .optional(status.inspection?.visionErrors)),
+            ("scoring_errors", .optional(status.inspection?.scoringErrors)),
+            ("latency_ms", status.inspection.map { inspection in
+                .object([("p50", .optional(inspection.latencyP50Milliseconds)),
+                         ("p99", .optional(inspection.latencyP99Milliseconds))])
+            } ?? .null),
+            ("queues", status.inspection.map { inspection in
+                .array(inspection.queues.map { queue in
+                    .object([("name", .string(queue.name)), ("policy", .string(queue.policy)),
+                             ("depth", .int(Int64(queue.depth))), ("capacity", .int(Int64(queue.capacity))),
+                             ("high_water", .int(Int64(queue.highWater))), ("dropped", .int(Int64(queue.dropped)))])
+                })
+            } ?? .null),
         ])
     }
 
@@ -127,6 +177,11 @@ public final class StatusRegistry: Sendable {
             + "beans/s \(shown(status.beansPerSecond) { String(Double(Int($0 * 10)) / 10) }); "
             + "rejects \(shown(status.rejectsTotal) { String($0) }); "
             + "cameras up \(shown(status.camerasUp) { String($0) }) of \(status.cameras.count)"
+            + (status.inspection.map { inspection in
+                "; unscored \(inspection.unscoredTotal); p99 "
+                    + shown(inspection.latencyP99Milliseconds) { String(Double(Int($0 * 10)) / 10) + " ms" }
+            } ?? "")
+            + (status.scoring.map { $0 == "ok" ? "" : "; FAIL-SAFE (no encoder or store)" } ?? "")
     }
 
     static func duration(_ seconds: Double) -> String {

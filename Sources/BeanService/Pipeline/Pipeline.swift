@@ -1,0 +1,488 @@
+import BeanCapture
+import BeanCore
+import BeanInspect
+import BeanNet
+import BeanStore
+import BeanVision
+import Foundation
+import Logging
+import Synchronization
+
+/// The inspection pipeline: cameras → vision → encoder → kNN → decision → outputs.
+///
+/// It lives in BeanService rather than BeanInspect because its outputs (journald entries with
+/// message ids, the reject stream, the status registry, the watchdog) are the daemon's; the pieces
+/// it wires (`DecisionPolicy`, `FailSafe`, `BoundedQueue`, `InspectionStatistics`, `RejectEvent`)
+/// are BeanInspect's.
+///
+/// Threads and what each owns:
+/// - `capture-<camera>` (`CaptureThread`): the frame source. Hands frames to a `FrameHandoff`
+///   (capacity 4, drop-oldest: the freshest frame wins; counted as the camera's drops).
+/// - `vision-<camera>`: the camera's `BeltVision` (segmenter, tracker, crops). Pushes each decided
+///   bean into the shared `encode` queue (capacity `[inspect] queue`, drop-oldest: an evicted bean
+///   goes straight to the fail-safe).
+/// - `scorer-<n>` (`[encoder] workers` of them): take micro-batches from `encode`, embed them on
+///   the `EncoderPool`, search the `LiveStore`, apply the `DecisionPolicy`; push outcomes into the
+///   `decide` queue (capacity 4096, block-with-timeout 200 ms; a refused outcome is counted as lost).
+/// - `decide`: the only writer of `FailSafe` and `InspectionStatistics`. Applies the fail-safe to
+///   beans not scored before their eject time, publishes rejects to the stream and journald, logs
+///   the 10 s summaries and publishes status. Every ejected bean goes to the reject stream; every
+///   ejected bean except fail-safe (unscored) ones gets its own journald entry.
+///
+/// Every loop beats its `LivenessRegistry` token at least once per 250 ms of idle waiting.
+public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
+    public var reloadName: String { "pipeline" }
+    public var drainName: String { "pipeline" }
+
+    struct PendingBean: Sendable {
+        var crop: BeanCrop
+        var lane: Int
+        var ejectAt: MonotonicInstant?
+        var segmented: MonotonicInstant
+    }
+
+    struct Outcome: Sendable {
+        var bean: PendingBean
+        var decision: Decision?
+        var neighbors: [Neighbor]
+        var embedded: MonotonicInstant?
+    }
+
+    private let status: StatusRegistry
+    private let liveness: LivenessRegistry
+    private let logger = Logger(label: "beand.pipeline")
+    private let scoring: ScoringEngine
+    private let publishReject: @Sendable (RejectEvent) -> Void
+    private let encodeQueue: BoundedQueue<PendingBean>
+    private let decideQueue: BoundedQueue<Outcome>
+    private let statistics: InspectionStatistics
+    private let policy: Mutex<DecisionPolicy>
+    private let thresholdBook: Mutex<ThresholdBook?>
+    private let config: Mutex<DaemonConfig>
+    private let cameras: [CameraRuntime]
+    private let lostOutcomes = Atomic<UInt64>(0)
+    private let visionErrors = Atomic<UInt64>(0)
+    private let scoringErrors = Atomic<UInt64>(0)
+    private let stopScorers = Atomic<Bool>(false)
+    private let decideClosed = Atomic<Bool>(false)
+    private var scorerThreads: [Thread] = []
+    private var decideThread: Thread?
+    private let finished = DispatchGroup()
+    private let scorersDone = DispatchGroup()
+    private let visionDone = DispatchGroup()
+
+    /// Builds the pipeline; nothing runs before `start()`. A camera whose source cannot be opened is
+    /// logged and reported `failed` in status; the others run.
+    public init(config: DaemonConfig, status: StatusRegistry, liveness: LivenessRegistry,
+                publishReject: @escaping @Sendable (RejectEvent) -> Void) {
+        self.status = status
+        self.liveness = liveness
+        self.publishReject = publishReject
+        self.config = Mutex(config)
+        let logger = self.logger
+        self.scoring = ScoringEngine(logger: logger) { event in
+            switch event {
+            case .swapped(let from, let to, let path, let count):
+                logger.notice("store generation swapped", metadata: [
+                    "store.from": "\(from)", "store.to": "\(to)", "store.path": "\(path)", "store.vectors": "\(count)",
+                ])
+            case .refused(let error):
+                logger.error("new store generation refused; the previous one keeps serving", metadata: [
+                    "error": "\(error)",
+                ])
+            }
+        }
+        encodeQueue = BoundedQueue(name: "encode", capacity: config.inspect.queue, policy: .dropOldest)
+        decideQueue = BoundedQueue(name: "decide", capacity: 4096, policy: .blockWithTimeout(milliseconds: 200))
+        statistics = InspectionStatistics(queues: [encodeQueue, decideQueue])
+        let goodLabels = Set(config.inspect.goodLabels.map { Label($0) })
+        var book: ThresholdBook?
+        do {
+            book = try ThresholdBook(stateDirectory: config.daemon.stateDirectory, defaults: config.inspect.thresholds,
+                                     goodLabels: goodLabels)
+        } catch {
+            logger.error("thresholds file unusable; using the configured thresholds (set-threshold cannot persist)",
+                         metadata: ["error": "\(error)"])
+        }
+        thresholdBook = Mutex(book)
+        let thresholds = book?.thresholds ?? config.inspect.thresholds
+        let initialPolicy = (try? DecisionPolicy(mode: config.inspect.mode, k: config.inspect.k, goodLabels: goodLabels,
+                                                 unknownAction: config.inspect.unknownAction, thresholds: thresholds))
+        // The config checks make every field valid; the fallback only guards against a future gap.
+        policy = Mutex(initialPolicy ?? (try? DecisionPolicy()) ?? Self.unreachablePolicy())
+        cameras = config.cameras.map { CameraRuntime(config: $0) }
+    }
+
+    private static func unreachablePolicy() -> DecisionPolicy {
+        // DecisionPolicy() with its defaults always validates.
+        fatalError("default decision policy failed to validate")
+    }
+
+    // MARK: Start
+
+    public func start() {
+        let config = self.config.withLock { $0 }
+        if let problem = scoring.load(encoder: config.encoder, storePath: config.store.path) {
+            logger.error("scoring unavailable; every bean gets the fail-safe verdict until a reload succeeds", metadata: [
+                "error": "\(problem)", "unscored": "\(config.inspect.unscored.rawValue)",
+            ])
+        }
+        publishScoringStatus()
+        let cropSize = scoring.current.engine?.model.inputSize?.width
+        for camera in cameras {
+            startCamera(camera, cropSize: camera.config.cropSize ?? cropSize ?? 64)
+        }
+        for index in 0..<max(1, config.encoder.workers) {
+            let token = liveness.register("scorer-\(index)")
+            scorersDone.enter()
+            let thread = Thread { [self] in
+                scorerLoop(token: token, maxBatch: config.encoder.maxBatch)
+                token.unregister()
+                scorersDone.leave()
+            }
+            thread.name = "beand-scorer-\(index)"
+            scorerThreads.append(thread)
+            thread.start()
+        }
+        let token = liveness.register("decide")
+        finished.enter()
+        let unscored = config.inspect.unscored
+        let lead = UInt64(config.inspect.ejectLeadMilliseconds * 1_000_000)
+        let thread = Thread { [self] in
+            decideLoop(token: token, failSafe: FailSafe(action: unscored, ejectLeadNanoseconds: lead))
+            token.unregister()
+            finished.leave()
+        }
+        thread.name = "beand-decide"
+        decideThread = thread
+        thread.start()
+    }
+
+    private func startCamera(_ camera: CameraRuntime, cropSize: Int) {
+        let name = camera.config.name
+        let logger = self.logger
+        let sink = ClosureCameraEventSink { [camera] event in
+            camera.noteEvent(event, logger: logger)
+        }
+        let vision: BeltVision
+        let capture: CaptureThread
+        do {
+            var crop = CropSettings()
+            crop.size = cropSize
+            vision = try BeltVision(segmenter: camera.config.segmenterSettings, tracker: camera.config.trackerSettings,
+                                    crop: crop)
+            capture = CaptureThread(source: try camera.config.captureSettings.makeSource(events: sink))
+            try capture.start()
+        } catch {
+            camera.fail("\(error)")
+            logger.error("camera cannot start", metadata: BeandMessageID.cameraLost.metadata.merging([
+                "camera": "\(name)", "source": "\(camera.config.source)", "error": "\(error)",
+            ]) { first, _ in first })
+            return
+        }
+        camera.capture = capture
+        let token = liveness.register("vision-\(name)")
+        visionDone.enter()
+        let thread = Thread { [self] in
+            visionLoop(camera: camera, capture: capture, vision: vision, token: token)
+            // A camera that ended (replay or belt without loop) is not a stalled loop.
+            token.unregister()
+            visionDone.leave()
+        }
+        thread.name = "beand-vision-\(name)"
+        thread.start()
+    }
+
+    // MARK: Vision
+
+    private func visionLoop(camera: CameraRuntime, capture: CaptureThread, vision: BeltVision, token: LivenessToken) {
+        while true {
+            token.beat()
+            switch capture.handoff.next(timeout: 0.25) {
+            case .timedOut:
+                continue
+            case .finished(let error):
+                camera.ended(error: error, logger: logger)
+                return
+            case .frame(let frame):
+                camera.frameArrived(logger: logger, drops: capture.handoff.counters.droppedOldest)
+                let decided: [DecidedBean]
+                do {
+                    decided = try vision.process(frame)
+                } catch {
+                    if visionErrors.add(1, ordering: .relaxed).oldValue == 0 {
+                        logger.error("segmentation failed (logged once; counted in status)", metadata: [
+                            "camera": "\(camera.config.name)", "error": "\(error)",
+                        ])
+                    }
+                    continue
+                }
+                let segmented = MonotonicInstant.now()
+                for bean in decided {
+                    let pending = PendingBean(crop: bean.crop, lane: bean.event.lane, ejectAt: bean.event.ejectAt,
+                                              segmented: segmented)
+                    switch encodeQueue.push(pending) {
+                    case .enqueued: break
+                    case .evicted(let old), .refused(let old), .closed(let old):
+                        handOver(Outcome(bean: old, decision: nil, neighbors: [], embedded: nil))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Into the decision queue; an outcome it refuses (full for 200 ms, or closed) is counted.
+    private func handOver(_ outcome: Outcome) {
+        if !decideQueue.push(outcome).isEnqueued {
+            lostOutcomes.add(1, ordering: .relaxed)
+        }
+    }
+
+    // MARK: Scoring
+
+    private func scorerLoop(token: LivenessToken, maxBatch: Int) {
+        var batch: [PendingBean] = []
+        batch.reserveCapacity(maxBatch)
+        while true {
+            token.beat()
+            batch.removeAll(keepingCapacity: true)
+            if encodeQueue.popBatch(maxCount: maxBatch, timeoutMilliseconds: 250, into: &batch) == 0 {
+                if stopScorers.load(ordering: .acquiring) && encodeQueue.depth == 0 { return }
+                continue
+            }
+            score(batch)
+        }
+    }
+
+    private func score(_ batch: [PendingBean]) {
+        guard let engine = scoring.current.engine else {
+            for bean in batch { handOver(Outcome(bean: bean, decision: nil, neighbors: [], embedded: nil)) }
+            return
+        }
+        let policy = self.policy.withLock { $0 }
+        do {
+            let vectors = try engine.pool.embedSync(batch.map(\.crop))
+            let embedded = MonotonicInstant.now()
+            let generation = engine.store.current
+            var queries: [Float] = []
+            queries.reserveCapacity(vectors.count * generation.dimension)
+            for vector in vectors { queries += vector }
+            let k = min(policy.k, SearchLimits.maximumK)
+            let results = try generation.search(queries: queries, k: k)
+            for (index, bean) in batch.enumerated() {
+                var neighbors: [Neighbor] = []
+                neighbors.reserveCapacity(k)
+                for slot in 0..<k {
+                    let id = results.ids[index * k + slot]
+                    guard id >= 0 else { continue }
+                    neighbors.append(Neighbor(label: Label(generation.label(ofRow: Int(id))),
+                                              distance: results.distances[index * k + slot], vectorID: UInt64(id)))
+                }
+                handOver(Outcome(bean: bean, decision: policy.decide(neighbors), neighbors: neighbors, embedded: embedded))
+            }
+        } catch {
+            if scoringErrors.add(1, ordering: .relaxed).oldValue == 0 {
+                logger.error("scoring failed; the batch gets the fail-safe (logged once; counted in status)", metadata: [
+                    "error": "\(error)",
+                ])
+            }
+            for bean in batch { handOver(Outcome(bean: bean, decision: nil, neighbors: [], embedded: nil)) }
+        }
+    }
+
+    // MARK: Decision
+
+    private func decideLoop(token: LivenessToken, failSafe initial: FailSafe) {
+        var failSafe = initial
+        var lastPublish = MonotonicInstant.now()
+        var lastSummary = lastPublish
+        var acceptedSinceSummary: UInt64 = 0
+        var beansSinceSummary: UInt64 = 0
+        while true {
+            token.beat()
+            let outcome = decideQueue.pop(timeoutMilliseconds: 100)
+            let now = MonotonicInstant.now()
+            if let outcome {
+                var record = BeanRecord(
+                    id: outcome.bean.crop.beanID, camera: outcome.bean.crop.camera,
+                    frameSequence: outcome.bean.crop.frameSequence, captured: outcome.bean.crop.captured,
+                    segmented: outcome.bean.segmented, embedded: outcome.embedded, lane: outcome.bean.lane,
+                    ejectAt: outcome.bean.ejectAt)
+                if let decision = outcome.decision, !failSafe.isTooLate(ejectAt: outcome.bean.ejectAt, now: now) {
+                    record.apply(decision, neighbors: outcome.neighbors, at: now)
+                } else {
+                    record.apply(failSafe.decideUnscored(), neighbors: [], at: now)
+                }
+                statistics.record(record, now: now)
+                beansSinceSummary += 1
+                if record.verdict == .accept { acceptedSinceSummary += 1 }
+                if let event = RejectEvent(record: record) {
+                    publishReject(event)
+                    // Fail-safe ejections are logged in aggregate (below), not per bean: under
+                    // overload they would flood the journal exactly when the machine is busiest.
+                    if event.verdict != .unscored { logReject(event) }
+                }
+            }
+            if now.seconds(since: lastPublish) >= 0.25 || outcome == nil {
+                lastPublish = now
+                statistics.publishSnapshot(now: now)
+                publishStatus()
+            }
+            if now.seconds(since: lastSummary) >= 10 {
+                lastSummary = now
+                if beansSinceSummary > 0 {
+                    logger.info("inspection summary", metadata: [
+                        "beans": "\(beansSinceSummary)", "accepted": "\(acceptedSinceSummary)",
+                        "interval_s": "10",
+                    ])
+                }
+                if let summary = failSafe.takeSummary() {
+                    logger.warning("\(summary.description)", metadata: [
+                        "unscored.rejected": "\(summary.rejected)", "unscored.passed": "\(summary.passed)",
+                    ])
+                }
+                beansSinceSummary = 0
+                acceptedSinceSummary = 0
+            }
+            if outcome == nil && decideClosed.load(ordering: .acquiring) && decideQueue.depth == 0 {
+                statistics.publishSnapshot(now: now)
+                publishStatus()
+                if let summary = failSafe.takeSummary() {
+                    logger.warning("\(summary.description)", metadata: [
+                        "unscored.rejected": "\(summary.rejected)", "unscored.passed": "\(summary.passed)",
+                    ])
+                }
+                return
+            }
+        }
+    }
+
+    private func logReject(_ event: RejectEvent) {
+        var metadata = BeandMessageID.reject.metadata
+        for field in event.journalFields {
+            metadata[field.name.lowercased()] = .string(field.value)
+        }
+        logger.notice("\(event.journalMessage)", metadata: metadata)
+    }
+
+    // MARK: Status
+
+    private func publishScoringStatus() {
+        let (engine, problem) = scoring.current
+        status.update { status in
+            status.scoring = problem.map { "fail-safe: \($0)" } ?? "ok"
+            if let engine {
+                status.encoder.fingerprint = engine.model.fingerprint
+                status.encoder.inputSize = engine.model.inputSize.map { [$0.width, $0.height] }
+                status.encoder.outputDim = engine.model.outputDim
+                let generation = engine.store.current
+                status.store.generation = generation.generation
+                status.store.vectors = generation.count
+                status.store.dimension = generation.dimension
+                status.store.labels = generation.labels
+            }
+        }
+    }
+
+    private func publishStatus() {
+        let snapshot = statistics.snapshot()
+        let cameraFigures = cameras.map { ($0.config.name, $0.figures()) }
+        let lost = lostOutcomes.load(ordering: .relaxed)
+        let visionErrors = visionErrors.load(ordering: .relaxed)
+        let scoringErrors = scoringErrors.load(ordering: .relaxed)
+        publishScoringStatus()
+        status.update { status in
+            status.beansTotal = snapshot.beansTotal
+            status.rejectsTotal = snapshot.ejectedTotal
+            status.beansPerSecond = (snapshot.beansPerSecond * 100).rounded() / 100
+            let byName = Dictionary(cameraFigures, uniquingKeysWith: { first, _ in first })
+            for index in status.cameras.indices {
+                guard let figures = byName[status.cameras[index].name] else { continue }
+                status.cameras[index].state = figures.state
+                status.cameras[index].framesPerSecond = figures.fps
+                status.cameras[index].frames = figures.frames
+                status.cameras[index].drops = figures.drops
+            }
+            status.inspection = DaemonStatus.Inspection(
+                rejectsByLabel: snapshot.rejectsByLabel, acceptedTotal: snapshot.acceptedTotal,
+                unscoredTotal: snapshot.unscoredTotal, unknownTotal: snapshot.unknownTotal,
+                latencyP50Milliseconds: snapshot.latencyP50Microseconds.map { Double($0) / 1000 },
+                latencyP99Milliseconds: snapshot.latencyP99Microseconds.map { Double($0) / 1000 },
+                queues: snapshot.queues, lostOutcomes: lost, visionErrors: visionErrors, scoringErrors: scoringErrors)
+        }
+    }
+
+    // MARK: Reload, thresholds, drain
+
+    public func apply(_ new: DaemonConfig, previous: DaemonConfig) throws {
+        if let problem = scoring.load(encoder: new.encoder, storePath: new.store.path) {
+            logger.error("scoring unavailable after reload; the fail-safe decides", metadata: ["error": "\(problem)"])
+            publishScoringStatus()
+            throw ScoringError(problem)
+        }
+        let goodLabels = Set(new.inspect.goodLabels.map { Label($0) })
+        // The thresholds file is re-read (an operator may have edited it); without one the new
+        // config's values are the thresholds.
+        let book = try ThresholdBook(stateDirectory: new.daemon.stateDirectory, defaults: new.inspect.thresholds,
+                                     goodLabels: goodLabels)
+        let thresholds = book.thresholds
+        let updated = try DecisionPolicy(mode: new.inspect.mode, k: new.inspect.k, goodLabels: goodLabels,
+                                         unknownAction: new.inspect.unknownAction, thresholds: thresholds)
+        policy.withLock { $0 = updated }
+        thresholdBook.withLock { $0 = book }
+        config.withLock { $0 = new }
+        publishScoringStatus()
+    }
+
+    public var generation: UInt64? { scoring.current.engine?.store.current.generation }
+
+    /// Changes one threshold: validated, persisted in the thresholds file, then in force; logged.
+    public func setThreshold(key keyText: String, value valueText: String) throws -> ThresholdChange {
+        guard let key = ThresholdKey(keyText) else {
+            throw ScoringError("unknown threshold key '\(keyText)' (expected default, label:NAME, one-class or unknown)")
+        }
+        guard let value = ThresholdBook.parseValue(valueText) else {
+            throw ScoringError("threshold value '\(valueText)' is not a number, 'off' or 'default'")
+        }
+        let change: ThresholdChange = try thresholdBook.withLock { book in
+            guard var current = book else {
+                throw ScoringError("thresholds file unusable (see the log at start-up); nothing changed")
+            }
+            let change = try current.set(key, to: value)
+            book = current
+            return change
+        }
+        let thresholds = thresholdBook.withLock { $0?.thresholds }
+        if let thresholds { policy.withLock { $0.thresholds = thresholds } }
+        logger.notice("threshold changed", metadata: [
+            "threshold.key": "\(change.key)", "threshold.old": "\(change.old.map { "\($0)" } ?? "off")",
+            "threshold.new": "\(change.new.map { "\($0)" } ?? "off")",
+        ])
+        return change
+    }
+
+    /// Stops the cameras, lets the beans in flight through the encoder and the decision, then
+    /// stops; what is left at `deadline` is abandoned.
+    public func drain(until deadline: ContinuousClock.Instant) {
+        let clock = ContinuousClock()
+        func remaining() -> DispatchTime { .now() + .nanoseconds(Int(Daemon.nanoseconds(deadline - clock.now))) }
+        for camera in cameras { camera.capture?.stop() }
+        _ = visionDone.wait(timeout: remaining())
+        stopScorers.store(true, ordering: .releasing)
+        _ = scorersDone.wait(timeout: remaining())
+        encodeQueue.close()
+        // Beans the scorers did not reach get the fail-safe; the decide loop publishes them.
+        while let bean = encodeQueue.tryPop() {
+            handOver(Outcome(bean: bean, decision: nil, neighbors: [], embedded: nil))
+        }
+        decideQueue.close()
+        decideClosed.store(true, ordering: .releasing)
+        let drained = finished.wait(timeout: remaining()) == .success
+        let snapshot = statistics.snapshot()
+        logger.notice("pipeline drained", metadata: [
+            "complete": "\(drained)", "beans": "\(snapshot.beansTotal)", "rejects": "\(snapshot.ejectedTotal)",
+            "in_flight_left": "\(decideQueue.depth)",
+        ])
+        scoring.shutdown()
+    }
+}

@@ -1,0 +1,419 @@
+#!/usr/bin/env bash
+# The inspection pipeline end to end: a belt-simulator camera over a synthetic scene with known
+# beans (pale green = good, near-black = defect), a small generated ONNX encoder, a store built by
+# embedding synthetic crops with it and published with `beanctl store add`.
+#  1. decisions (status counters), reject-stream events and journald entries agree one to one: same
+#     bean ids, no duplicates, none missing; exactly the defect beans are rejected;
+#  2. a reject-stream consumer that disconnects mid-stream resumes with resume_after and misses
+#     no sequence number;
+#  3. hot reload under load: new store generations published while the belt runs; later decisions
+#     carry the new label and no frame is dropped;
+#  4. status figures are filled and plausible; SIGTERM drains and exits 0;
+#  5. overload (fps far above what can be scored before the eject time, tiny queue): fail-safe
+#     counters rise, ping is answered, RSS stays bounded.
+set -euo pipefail
+ROOT="${BEAND_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
+PY="${BEAND_PY:-$ROOT/.venv/bin/python}"
+export BEAND_BIN="${BEAND_BIN:-$ROOT/.build/debug}"
+[ -x "$BEAND_BIN/beand" ] && [ -x "$BEAND_BIN/beanctl" ] || { echo "SKIP: beand/beanctl not built in $BEAND_BIN"; exit 77; }
+[ -x "$PY" ] || { echo "SKIP: no Python venv at $PY (run Deploy/install-deps.sh)"; exit 77; }
+"$PY" -c "import numpy, onnx, onnxruntime" 2>/dev/null || { echo "SKIP: numpy/onnx/onnxruntime missing in $PY"; exit 77; }
+command -v journalctl >/dev/null || { echo "SKIP: journalctl not installed"; exit 77; }
+exec "$PY" - "$ROOT" <<'PYEOF'
+import json, os, re, signal, socket, struct, subprocess, sys, threading, time, zlib
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+sys.path.insert(0, os.path.join(sys.argv[1], "Tests/service-harness"))
+from harness import *
+
+ROOT = sys.argv[1]
+BEANCTL = os.path.join(os.environ["BEAND_BIN"], "beanctl")
+BELT = (200, 190, 170)
+GOOD = (120, 170, 90)
+DEFECT = (30, 28, 26)
+CROP = 32
+
+# ---------------------------------------------------------------- journald (as 13-beand-journald)
+JOURNAL_DIR = "/run/systemd/journal"
+JOURNAL_SOCKET = JOURNAL_DIR + "/socket"
+JOURNALD = "/lib/systemd/systemd-journald"
+source = open(os.path.join(ROOT, "Sources/BeanService/Logging/BeandMessageID.swift")).read()
+IDS = dict(re.findall(r'case (\w+) = "([0-9a-f]{32})"', source))
+
+def journald_running():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        s.connect(JOURNAL_SOCKET)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+journald = None
+if not journald_running():
+    if os.geteuid() != 0 or not os.access(JOURNALD, os.X_OK):
+        print("SKIP: no journald running and cannot start %s (need root)" % JOURNALD)
+        sys.exit(77)
+    os.makedirs(JOURNAL_DIR, exist_ok=True)
+    journald = subprocess.Popen([JOURNALD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not journald_running():
+        if time.monotonic() > deadline or journald.poll() is not None:
+            journald.kill()
+            fail("systemd-journald did not come up")
+        time.sleep(0.05)
+    print("started systemd-journald (pid %d) for this test" % journald.pid)
+
+def journal(pid, message_id, want, timeout=15):
+    deadline = time.monotonic() + timeout
+    while True:
+        subprocess.run(["journalctl", "--sync"], capture_output=True, timeout=10)
+        match = ["MESSAGE_ID=" + message_id] if message_id else []
+        out = subprocess.run(["journalctl", "-o", "json", "--no-pager", "_PID=%d" % pid, *match],
+                             capture_output=True, timeout=30).stdout.decode()
+        found = [json.loads(l) for l in out.splitlines() if l.strip()]
+        if len(found) >= want or time.monotonic() > deadline:
+            return found
+        time.sleep(0.3)
+
+# ---------------------------------------------------------------- scene, encoder, store
+def write_png(path, rgb):
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+def ellipse(img, cx, cy, ax, ay, colour):
+    h, w, _ = img.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    img[((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2 <= 1.0] = colour
+
+def scene(path, rows, margin=220):
+    """Two columns of beans, staggered; every third bean a defect. Returns (beans, defects)."""
+    height = margin * 2 + rows * 70
+    img = np.zeros((height, 320, 3), np.uint8)
+    img[:, :] = BELT
+    beans = defects = 0
+    for r in range(rows):
+        for c, x in enumerate((100, 220)):
+            y = margin + r * 70 + c * 35
+            bad = (beans % 3) == 2
+            ellipse(img, x, y, 13, 19, DEFECT if bad else GOOD)
+            beans += 1
+            defects += bad
+    write_png(path, img)
+    return beans, defects
+
+def encoder(path):
+    """Mean colour × 10 plus a constant: GlobalAveragePool → Flatten → Gemm, deterministic."""
+    w = np.array([[10, 0, 0], [0, 10, 0], [0, 0, 10], [0, 0, 0]], np.float32)
+    b = np.array([0, 0, 0, 1], np.float32)
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "w", "b"], ["emb"], transB=1)]
+    graph = helper.make_graph(nodes, "colour", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, CROP, CROP])],
+                              [helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["N", 4])],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="90-pipeline")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+def crops(colour, n):
+    out = np.zeros((n, CROP, CROP, 3), np.uint8)
+    for i in range(n):
+        frac = 0.55 + 0.3 * i / max(1, n - 1)
+        ellipse(out[i], CROP / 2 - 0.5, CROP / 2 - 0.5, CROP / 2 * frac * 0.7, CROP / 2 * frac, colour)
+    return out
+
+def embed(model_path, rgb):
+    x = (rgb.astype(np.float32) / 255.0).transpose(0, 3, 1, 2).copy()  # mean 0, std 1 in the config
+    return ort.InferenceSession(model_path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+def save_npy(path, a):
+    np.save(path, np.ascontiguousarray(a, np.float32))
+
+def beanctl(*args):
+    r = subprocess.run([BEANCTL, *args], capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, "beanctl %s: %s" % (" ".join(args), r.stderr.strip()))
+    return r.stdout
+
+def config(d, model, store, photo, camera_extra="", inspect_extra="", drain_ms=3000, ring=4096):
+    return write_config(d, log_target="journald", drain_timeout_ms=drain_ms, extra=f"""ring = {ring}
+[store]
+path = "{store}"
+[encoder]
+model = "{model}"
+workers = 1
+max_batch = 8
+mean = [0, 0, 0]
+std = [1, 1, 1]
+[inspect]
+k = 3
+{inspect_extra}
+[[camera]]
+name = "cam0"
+source = "belt:{photo}"
+width = 320
+height = 240
+min_area = 300
+{camera_extra}
+""")
+
+def wait_ready(daemon):
+    """Ping answers once the control socket is bound; the reject stream follows a moment later."""
+    daemon.wait_ready(timeout=30)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(os.path.join(daemon.directory, "rejects.sock")):
+        if time.monotonic() > deadline:
+            fail("reject stream socket did not appear: %s" % daemon.log()[-2000:])
+        time.sleep(0.02)
+
+def status(daemon):
+    r = request(daemon.control, {"command": "status"})
+    if not r["ok"]:
+        fail("status failed: %s" % r)
+    return r["result"]
+
+class Consumer(threading.Thread):
+    """Reads the reject stream from `resume_after` until closed or told to stop after `limit` events."""
+    def __init__(self, path, resume_after=0, limit=None):
+        super().__init__(daemon=True)
+        self.path, self.resume_after, self.limit = path, resume_after, limit
+        self.events, self.gaps = [], []
+    def run(self):
+        s = connect(self.path, timeout=60)
+        s.sendall(json.dumps({"resume_after": self.resume_after}).encode() + b"\n")
+        buf = b""
+        try:
+            while self.limit is None or len(self.events) < self.limit:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    event = json.loads(line)
+                    (self.gaps if event.get("type") == "gap" else self.events).append(event)
+                    if self.limit is not None and len(self.events) >= self.limit:
+                        break
+        except OSError:
+            pass
+        s.close()
+
+def rss_kib(pid):
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+try:
+    with TempDir() as d:
+        model = os.path.join(d, "encoder.onnx")
+        encoder(model)
+        info = json.loads(beanctl("model", "info", "--json", model))
+        store = os.path.join(d, "store")
+        os.makedirs(store)
+        vectors = np.concatenate([embed(model, crops(GOOD, 12)), embed(model, crops(DEFECT, 12))])
+        save_npy(os.path.join(d, "v1.npy"), vectors)
+        with open(os.path.join(d, "v1.labels"), "w") as f:
+            f.write("Normal\n" * 12 + "Black\n" * 12)
+        beanctl("store", "add", "--store", store, "--vectors", os.path.join(d, "v1.npy"), "--labels",
+                os.path.join(d, "v1.labels"), "--metric", "l2", "--fingerprint", info["fingerprint"])
+        photo = os.path.join(d, "scene.png")
+        beans, defects = scene(photo, rows=22)
+        print("scene: %d beans, %d defects" % (beans, defects))
+
+        # ---------------------------------------------------- run 0: no encoder model yet
+        late_model = os.path.join(d, "late", "encoder.onnx")
+        # Two cameras at once over the same scene.
+        cfg = config(d, late_model, store, photo, camera_extra=f"""fps = 30
+belt_speed = 600
+loop = true
+[[camera]]
+name = "cam1"
+source = "belt:{photo}"
+width = 320
+height = 240
+min_area = 300
+fps = 20
+belt_speed = 400
+""")
+        with Daemon(cfg) as daemon:
+            wait_ready(daemon)
+            time.sleep(2.5)
+            s = status(daemon)
+            check(s["scoring"].startswith("fail-safe: encoder model " + late_model), "missing model named in status: %s" % s["scoring"])
+            check(s["unscored_total"] > 0 and s["unscored_total"] == s["beans_total"], "every bean decided by the fail-safe: %s" % s)
+            check(s["encoder"]["fingerprint"] is None and s["store"]["generation"] is None, "no invented encoder/store figures")
+            r = request(daemon.control, {"command": "reload"}, timeout=30)
+            check(not r["ok"] and late_model in r["error"], "reload without the model fails naming it: %s" % r)
+            os.makedirs(os.path.dirname(late_model))
+            subprocess.run(["cp", model, late_model], check=True)
+            r = request(daemon.control, {"command": "reload"}, timeout=30)
+            check(r["ok"] and r["result"]["generation"] == 1, "reload picks up the model and the store: %s" % r)
+            time.sleep(0.6)  # status is published every 250 ms
+            unscored = status(daemon)["unscored_total"]
+            time.sleep(2.0)
+            s = status(daemon)
+            check(s["scoring"] == "ok" and s["encoder"]["fingerprint"] == info["fingerprint"], "scoring after reload")
+            check(s["beans_total"] > unscored and s["unscored_total"] == unscored, "beans scored after the reload: %s" % {k: s[k] for k in ("beans_total", "unscored_total")})
+            check([c["name"] for c in s["cameras"]] == ["cam0", "cam1"] and all(c["state"] == "streaming" and c["frames"] > 0 for c in s["cameras"]),
+                  "both cameras stream: %s" % s["cameras"])
+            code, _ = daemon.stop()
+            check(code == 0, "exit 0")
+        check(not os.path.exists(os.path.join(d, "thresholds")), "no thresholds file before any set-threshold")
+
+        # ---------------------------------------------------- run 1: one pass, hot reload midway
+        cfg = config(d, model, store, photo, camera_extra="fps = 30\nbelt_speed = 300\nloop = false")
+        with Daemon(cfg) as daemon:
+            wait_ready(daemon)
+            reference = Consumer(os.path.join(d, "rejects.sock"))
+            reference.start()
+            interrupted = Consumer(os.path.join(d, "rejects.sock"), limit=3)
+            interrupted.start()
+            interrupted.join(timeout=60)
+            check(len(interrupted.events) == 3, "interrupted consumer read 3 events before disconnecting")
+            last_seen = interrupted.events[-1]["seq"]
+            resumed = Consumer(os.path.join(d, "rejects.sock"), resume_after=last_seen)
+            resumed.start()
+            # Hot reload under load: defects are relabelled Insect in two generations.
+            time.sleep(1.0)
+            s = status(daemon)
+            frames_before_swap = s["cameras"][0]["frames"]
+            drops_before_swap = s["cameras"][0]["drops"]
+            save_npy(os.path.join(d, "v2.npy"), embed(model, crops(DEFECT, 12)))
+            with open(os.path.join(d, "v2.labels"), "w") as f:
+                f.write("Insect\n" * 12)
+            beanctl("store", "add", "--store", store, "--vectors", os.path.join(d, "v2.npy"), "--labels",
+                    os.path.join(d, "v2.labels"))
+            beanctl("store", "remove", "--store", store, "--label", "Black")
+            swapped_at = time.monotonic()
+            # Wait for the pass to end: the camera reports `ended`, every bean decided.
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                s = status(daemon)
+                if s["cameras"][0]["state"] == "ended" and s["queues"] and all(q["depth"] == 0 for q in s["queues"]):
+                    break
+                time.sleep(0.3)
+            time.sleep(0.5)
+            s = status(daemon)
+            print("status after the pass:", json.dumps(s))
+            check(s["cameras"][0]["state"] == "ended", "camera ended after one pass (state %s)" % s["cameras"][0]["state"])
+            check(s["scoring"] == "ok", "scoring ok: %s" % s["scoring"])
+            check(s["beans_total"] == beans, "every bean in the scene decided once: %s of %d" % (s["beans_total"], beans))
+            check(s["rejects_total"] == defects, "every defect rejected: %s of %d" % (s["rejects_total"], defects))
+            check(s["unscored_total"] == 0 and s["lost_total"] == 0, "no bean unscored or lost")
+            # Drops during start-up (background learning) are not the reload's; none may follow the swap.
+            check(s["cameras"][0]["drops"] == drops_before_swap,
+                  "no frame dropped after the store swaps: %s before, %s after" % (drops_before_swap, s["cameras"][0]["drops"]))
+            check(s["cameras"][0]["frames"] > frames_before_swap, "frames kept flowing through the swap")
+            check(s["store"]["generation"] == 3 and s["store"]["labels"] is not None and "Insect" in s["store"]["labels"],
+                  "status shows store generation 3 with label Insect: %s" % s["store"])
+            check(s["store"]["vectors"] == 24 and s["store"]["dim"] == 4, "store size and dimension shown")
+            check(s["encoder"]["fingerprint"] == info["fingerprint"] and s["encoder"]["input_size"] == [CROP, CROP],
+                  "encoder fingerprint and input size shown")
+            lat = s["latency_ms"]
+            check(lat["p50"] is not None and lat["p99"] is not None and 0 < lat["p50"] <= lat["p99"] < 1000,
+                  "latency p50/p99 plausible: %s" % lat)
+            check(s["rejects_by_label"] and sum(s["rejects_by_label"].values()) == defects, "rejects by label add up")
+            check(s["beans_per_s"] is not None and s["beans_per_s"] >= 0, "beans/s shown")
+            check(s["cameras"][0]["fps"] is None or s["cameras"][0]["fps"] >= 0, "fps shown")
+            # set-threshold (root is admin): validated, persisted, answered with old and new value.
+            r = request(daemon.control, {"command": "set-threshold", "key": "label:Insect", "value": 0.9})
+            check(r["ok"] and r["result"] == {"key": "label:Insect", "old": None, "new": 0.9}, "set-threshold label:Insect 0.9: %s" % r)
+            check("label:Insect" in open(os.path.join(d, "thresholds")).read(), "threshold persisted in the state directory")
+            r = request(daemon.control, {"command": "set-threshold", "key": "colour", "value": 0.5})
+            check(not r["ok"] and "unknown threshold key 'colour'" in r["error"], "bad key refused: %s" % r)
+            r = request(daemon.control, {"command": "set-threshold", "key": "default", "value": 1.5})
+            check(not r["ok"] and "(0, 1]" in r["error"], "out-of-range value refused: %s" % r)
+            r = request(daemon.control, {"command": "set-threshold", "key": "default"})
+            check(not r["ok"] and "value" in r["error"], "missing value refused: %s" % r)
+            code, took = daemon.stop()
+            check(code == 0, "SIGTERM → exit 0 (took %.1fs): %s" % (took, daemon.log()[-2000:]))
+            reference.join(timeout=10)
+            resumed.join(timeout=10)
+            pid = daemon.process.pid
+
+        stream = reference.events
+        ids = [(e["camera"], e["bean_id"]) for e in stream]
+        check(len(ids) == len(set(ids)), "no duplicate bean in the stream")
+        check(len(stream) == defects, "stream carries every reject: %d of %d" % (len(stream), defects))
+        check(all(e["label"] in ("Black", "Insect") for e in stream), "only defect labels rejected")
+        seqs = [e["seq"] for e in stream]
+        check(seqs == list(range(seqs[0], seqs[0] + len(seqs))), "sequence numbers contiguous")
+        labels = [e["label"] for e in stream]
+        check(labels[0] == "Black" and labels[-1] == "Insect", "decisions switch to the new label: %s" % labels)
+        check("Black" not in labels[labels.index("Insect"):][3:], "no old label after the swap settled: %s" % labels)
+        got = [e["seq"] for e in interrupted.events] + [e["seq"] for e in resumed.events]
+        check(not resumed.gaps and got == seqs, "resumed consumer: no missing sequence number (%s vs %s)" % (got, seqs))
+
+        entries = journal(pid, IDS["reject"], defects)
+        jids = [(e.get("CAMERA"), int(e.get("BEAN_ID", "-1"))) for e in entries]
+        check(len(jids) == len(set(jids)), "no duplicate journald reject entry")
+        check(set(jids) == set(ids), "journald and stream name the same beans (%d vs %d)" % (len(jids), len(ids)))
+        byid = {(e["camera"], e["bean_id"]): e for e in stream}
+        for e in entries:
+            ev = byid[(e["CAMERA"], int(e["BEAN_ID"]))]
+            check(e["LABEL"] == ev["label"] and int(e["FRAME_SEQ"]) == ev["frame_seq"] and e.get("NEIGHBORS", "").startswith("["),
+                  "journald entry matches its stream event (bean %s)" % e["BEAN_ID"])
+            for field in ("LANE", "SCORE"):
+                check(field in e, "journald entry has %s" % field)
+        print("run 1: %d beans, %d rejects; stream, journald and status agree" % (beans, len(stream)))
+
+        # ---------------------------------------------------- run 2: overload
+        # A small ring: it fills within the first second, so RSS must be flat after that.
+        cfg = config(d, model, store, photo, drain_ms=2000, ring=256,
+                     camera_extra="fps = 1000\nbelt_speed = 20000\nloop = true\nejector_distance_m = 0.005",
+                     inspect_extra="queue = 2\neject_lead_ms = 1")
+        with Daemon(cfg) as daemon:
+            wait_ready(daemon)
+            overload_stream = Consumer(os.path.join(d, "rejects.sock"))
+            overload_stream.start()
+            rss = []
+            for _ in range(16):
+                time.sleep(0.5)
+                t0 = time.monotonic()
+                check(request(daemon.control, {"command": "ping"}, timeout=2)["ok"], "ping answered under overload")
+                check(time.monotonic() - t0 < 1.0, "ping answered within 1 s under overload")
+                rss.append(rss_kib(daemon.process.pid))
+            s = status(daemon)
+            print("overload status:", json.dumps({k: s[k] for k in ("beans_total", "unscored_total", "queues", "latency_ms")}))
+            check(s["unscored_total"] > 0, "fail-safe counter rose under overload: %s" % s["unscored_total"])
+            check(s["rejects_total"] >= s["unscored_total"], "reject-unscored: unscored beans ejected")
+            check(max(rss) < 400 * 1024, "RSS bounded: max %d KiB" % max(rss))
+            check(max(rss[4:]) - min(rss[4:]) < 2048, "RSS flat (within 2 MiB) after the first 2 s of overload: %s" % rss)
+            code, took = daemon.stop()
+            check(code == 0, "exit 0 after overload (SIGTERM with beans in flight, took %.1fs)" % took)
+            overload_stream.join(timeout=10)
+            pid = daemon.process.pid
+        # Drain: the pipeline finished what was in flight and every ejected bean reached the stream.
+        all_entries = journal(pid, None, 1)
+        drained = [e for e in all_entries if e.get("MESSAGE", "").startswith("pipeline drained")]
+        summaries = [e for e in all_entries if "not scored before their eject time" in e.get("MESSAGE", "")]
+        check(summaries and sum(int(e["UNSCORED_REJECTED"]) for e in summaries) >= s["unscored_total"],
+              "fail-safe verdicts logged in aggregate: %s" % [e.get("MESSAGE") for e in summaries])
+        check(not [e for e in all_entries if e.get("MESSAGE_ID") == IDS["reject"] and e.get("VERDICT") == "unscored"],
+              "no per-bean journald entry for fail-safe ejections")
+        check(len(drained) == 1 and drained[0].get("COMPLETE") == "true", "pipeline drained completely: %s" % drained)
+        # resume_after 0 after a restart: numbering continues from rejects.seq, so a gap covers the
+        # numbers of the earlier run; no event of this run may be lost.
+        lost = [g for g in overload_stream.gaps if g.get("reason") in ("overflow", "dropped")]
+        oseqs = [e["seq"] for e in overload_stream.events]
+        check(oseqs == list(range(oseqs[0], oseqs[0] + len(oseqs))), "overload stream contiguous")
+        check(int(drained[0]["REJECTS"]) == len(overload_stream.events) and not lost,
+              "every ejected bean up to the stop was published: %s in journald, %d on the stream, gaps %s"
+              % (drained[0]["REJECTS"], len(overload_stream.events), overload_stream.gaps[:3]))
+        print("run 2: overload: %d unscored of %d; RSS %d..%d KiB" % (s["unscored_total"], s["beans_total"], min(rss), max(rss)))
+finally:
+    if journald is not None:
+        journald.terminate()
+        journald.wait()
+print("PASS")
+PYEOF

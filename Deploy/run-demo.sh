@@ -8,6 +8,11 @@ BIN="${BEAND_BIN:-.build/release}"
 TEMPLATE="${DEMO_CONFIG:-Config/demo.toml}"
 DEMO_DIR=/tmp/beand-demo
 mkdir -p "$DEMO_DIR/state"
+# Fresh copies of the shipped demo assets: the daemon and `beanctl store add` may change them.
+rm -rf "$DEMO_DIR/state/store"
+cp -r Config/demo/store "$DEMO_DIR/state/store"
+cp Config/demo/encoder.onnx "$DEMO_DIR/state/encoder.onnx"
+cp Config/demo/belt.png "$DEMO_DIR/belt.png"
 # The demo runs as whoever typed `make run`: their primary group owns the sockets.
 CONFIG="$DEMO_DIR/demo.toml"
 group=$(id -gn)
@@ -27,7 +32,14 @@ for _ in $(seq 100); do
   kill -0 "$pid" 2>/dev/null || { echo "run-demo: beand exited during start-up" >&2; exit 1; }
   sleep 0.1
 done
+REJECTS=$(sed -n '/^\[rejects\]/,/^\[/s/^socket *= *"\(.*\)"/\1/p' "$CONFIG" | head -1)
 echo "beand is running (pid $pid) on $CONFIG; control socket $SOCKET. Ctrl-C stops it."
+echo "In another terminal: $BIN/beanctl --socket $SOCKET watch"
+echo "                     $BIN/beanctl tail --rejects-socket $REJECTS"
+# Show the reject stream as it happens, next to the status blocks below.
+"$BIN/beanctl" tail --rejects-socket "$REJECTS" 2>/dev/null | sed 's/^/[reject stream] /' &
+tail_pid=$!
+trap 'kill $tail_pid 2>/dev/null; stop' EXIT
 deadline=$(( $(date +%s) + ${DEMO_SECONDS:-1000000000} ))
 while kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do
   echo "---- beanctl status ($(date +%T))"

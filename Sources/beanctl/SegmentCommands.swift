@@ -1,16 +1,23 @@
 import ArgumentParser
 import BeanCapture
 import BeanCore
+import BeanService
 import BeanVision
 import Foundation
 
 /// `beanctl segment`: runs the segmenter on photos and reports what it found, so a user can tune
 /// segmentation on their own images. Settings come from flags until the config file is wired in.
+/// A configuration that is valid but has no camera to take settings from.
+struct SegmentConfigError: Error, CustomStringConvertible {
+    var description: String
+}
+
 struct Segment: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Find beans in photos: count, boxes, areas; optional overlay PNGs.",
         discussion: """
-            Settings start from --preset and are changed by the other flags. With --json, prints one \
+            Settings start from a camera of the daemon's configuration (--config, --camera) or from \
+            --preset, and are changed by the other flags. With --json, prints one \
             JSON object per line per image: {"image", "count", "beans": [{"box": [x, y, w, h], \
             "area", "centroid": [x, y], "angle"}]}; angle in degrees of the major axis from +x, y down.
             """
@@ -29,8 +36,23 @@ struct Segment: ParsableCommand {
     @Option(help: ArgumentHelp("Write <name>.png overlays (outline, box, axis per bean) into this directory.", valueName: "DIR"))
     var overlay: String?
 
+    @Option(help: ArgumentHelp("Start from the segmentation settings of a camera in this beand configuration.", valueName: "path"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("With --config: the camera whose settings to use (default: the first).", valueName: "name"))
+    var camera: String?
+
     @Option(help: "Starting settings: default, tray (beans on a light tray or belt), mindforge (single-bean jig).")
-    var preset: Preset = .default
+    var preset: Preset?
+
+    func validate() throws {
+        if config != nil && preset != nil {
+            throw ValidationError("--preset and --config both choose the starting settings; give one")
+        }
+        if camera != nil && config == nil {
+            throw ValidationError("--camera needs --config")
+        }
+    }
 
     @Option(help: ArgumentHelp("Background: auto (learned per image), R,G,B, or colour lines R,G,B:R,G,B[/R,G,B:R,G,B…].", valueName: "MODEL"))
     var background: String?
@@ -80,12 +102,31 @@ struct Segment: ParsableCommand {
     @Option(name: .customLong("belt-window"), help: "Height of the virtual camera window for --belt-step, pixels.")
     var beltWindow: Int = 480
 
+    /// What the daemon would use for `camera`: the config is validated exactly as `beand
+    /// --check-config` does, so a bad file gets the same `PATH:LINE` message.
+    static func cameraSettings(config path: String, camera name: String?) throws -> SegmenterSettings {
+        let loaded = try ConfigLoader.load(path: path)
+        guard !loaded.cameras.isEmpty else {
+            throw SegmentConfigError(description: "\(path): no [[camera]] table to take segmentation settings from")
+        }
+        guard let name else { return loaded.cameras[0].segmenterSettings }
+        guard let camera = loaded.cameras.first(where: { $0.name == name }) else {
+            let names = loaded.cameras.map(\.name).joined(separator: ", ")
+            throw SegmentConfigError(description: "\(path): no camera named '\(name)' (cameras: \(names))")
+        }
+        return camera.segmenterSettings
+    }
+
     func settings() throws -> SegmenterSettings {
         var s: SegmenterSettings
-        switch preset {
-        case .default: s = SegmenterSettings()
-        case .tray: s = .tray
-        case .mindforge: s = .mindforge
+        if let config {
+            s = try Self.cameraSettings(config: config, camera: camera)
+        } else {
+            switch preset ?? .default {
+            case .default: s = SegmenterSettings()
+            case .tray: s = .tray
+            case .mindforge: s = .mindforge
+            }
         }
         if let background { s.background = try Self.parseBackground(background) }
         if let threshold { s.threshold = threshold }

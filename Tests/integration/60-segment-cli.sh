@@ -62,5 +62,30 @@ check "max-area below min-area rejected naming maxArea" '[ $rc -ne 0 ] && grep -
 "$CTL" segment --json --background 196,200,194 "$tmp/belt.png" "$tmp/garbage.jpg" >"$tmp/mixed" 2>/dev/null; rc=$?
 check "good images reported despite a bad one" '[ $rc -ne 0 ] && [ "$(wc -l <"$tmp/mixed")" -eq 1 ]'
 
+# --config: the settings a camera of the daemon's configuration would use; bad configs are named.
+cat >"$tmp/beand.toml" <<TOML
+[[camera]]
+name = "wide"
+source = "belt:$tmp/belt.png"
+min_area = 100000000
+
+[[camera]]
+name = "belt"
+source = "belt:$tmp/belt.png"
+threshold = 20
+TOML
+"$CTL" segment --json --background 196,200,194 "$tmp/belt.png" >"$tmp/flags.json"
+"$CTL" segment --json --config "$tmp/beand.toml" --camera belt --background 196,200,194 "$tmp/belt.png" >"$tmp/cfg.json"; rc=$?
+check "--config --camera segments with that camera's settings" '[ $rc -eq 0 ] && [ "$(grep -o "\"count\":[0-9]*" "$tmp/cfg.json")" = "$(grep -o "\"count\":[0-9]*" "$tmp/flags.json")" ]'
+"$CTL" segment --json --config "$tmp/beand.toml" "$tmp/belt.png" >"$tmp/first.json"; rc=$?
+check "--config without --camera takes the first camera (min_area filters every bean)" '[ $rc -eq 0 ] && grep -q "\"count\":0" "$tmp/first.json"'
+"$CTL" segment --config "$tmp/beand.toml" --camera nope "$tmp/belt.png" >/dev/null 2>"$tmp/err"; rc=$?
+check "unknown --camera named with the cameras it has" '[ $rc -ne 0 ] && grep -q "no camera named .nope. (cameras: wide, belt)" "$tmp/err"'
+printf '[[camera]]\nname = "a"\nsource = "belt:/x.png"\nsegmentation = "bogus"\n' >"$tmp/bad.toml"
+"$CTL" segment --config "$tmp/bad.toml" "$tmp/belt.png" >/dev/null 2>"$tmp/err"; rc=$?
+check "bad config named PATH:LINE and key" '[ $rc -ne 0 ] && grep -q "bad.toml:4: key .camera\[0\].segmentation." "$tmp/err"'
+"$CTL" segment --config "$tmp/beand.toml" --preset tray "$tmp/belt.png" >/dev/null 2>"$tmp/err"; rc=$?
+check "--config with --preset is a usage error" '[ $rc -eq 64 ]'
+
 [ $fail -eq 0 ] && echo "60-segment-cli: pass" || echo "60-segment-cli: FAIL"
 exit $fail

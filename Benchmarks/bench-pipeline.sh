@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# End to end: beand (release) on the belt simulator over the demo scene (Config/demo/belt.png, 150 beans
+# on a 3,000 px photo, which the simulator wraps with a 720 px empty window between passes), the demo's stand-in encoder and store, 2 scorer workers, one 1280x720 camera.
+# For each belt speed it runs beand for SECONDS and prints, from `beanctl status --json`: beans/s
+# decided, the beans/s the scene delivers at that speed (expected), their ratio, capture→decision
+# latency p50/p99, camera fps reached, frames dropped, unscored (fail-safe) beans and RSS.
+# Then latency at 50 % and 90 % of the highest rate reached. No peer: this is the daemon itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="${BEAND_BIN:-.build/release}"
+SECONDS_PER_RUN="${SECONDS_PER_RUN:-12}"
+work=$(mktemp -d /tmp/beand-bench-pipeline.XXXXXX)
+trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+pid=
+group=$(id -gn)
+
+run() { # fps belt_speed(px/s) -> prints one row, sets $beans_per_s
+  local fps=$1 speed=$2
+  rm -rf "$work/state"; mkdir -p "$work/state"
+  cp -r Config/demo/store "$work/state/store"; cp Config/demo/encoder.onnx "$work/state/"; cp Config/demo/belt.png "$work/"
+  cat >"$work/beand.toml" <<TOML
+[daemon]
+state_dir = "$work/state"
+[log]
+target = "stderr"
+level = "error"
+[control]
+socket = "$work/control.sock"
+group = "$group"
+admin_group = "$group"
+[rejects]
+socket = "$work/rejects.sock"
+group = "$group"
+[store]
+path = "$work/state/store"
+[encoder]
+model = "$work/state/encoder.onnx"
+workers = 2
+[[camera]]
+name = "belt0"
+source = "belt:$work/belt.png"
+width = 1280
+height = 720
+fps = $fps
+belt_speed = $speed
+segmentation = "tray"
+lanes = 8
+pixels_per_metre = 10000
+ejector_distance_m = 0.3
+TOML
+  "$BIN/beand" --config "$work/beand.toml" 2>"$work/err.log" &
+  pid=$!
+  for _ in $(seq 100); do "$BIN/beanctl" --socket "$work/control.sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  sleep 3   # warm-up: background learning, tracker speed, first beans through the pool
+  local s0; s0=$("$BIN/beanctl" --socket "$work/control.sock" status --json)
+  sleep "$SECONDS_PER_RUN"
+  local s1; s1=$("$BIN/beanctl" --socket "$work/control.sock" status --json)
+  local rss; rss=$(ps -o rss= -p "$pid")
+  kill -TERM "$pid"; wait "$pid" || true; pid=
+  python3 - "$fps" "$speed" "$SECONDS_PER_RUN" "$rss" "$s0" "$s1" <<'PY'
+import json, sys
+fps, speed, secs, rss = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+a, b = json.loads(sys.argv[5]), json.loads(sys.argv[6])
+beans = (b["beans_total"] - a["beans_total"]) / secs
+# The simulator's belt period is the photo (3,000 px) plus one empty window (720 px) between passes.
+expected = 150 / (3000 + 720) * speed
+cam = b["cameras"][0]
+lat = b.get("latency_ms") or {}
+uns = (b.get("unscored_total") or 0) - (a.get("unscored_total") or 0)
+drops = (cam.get("drops") or 0) - (a["cameras"][0].get("drops") or 0)
+print(f"| {fps:5.0f} | {speed:6.0f} | {beans:8.1f} | {expected:8.1f} | {beans/expected:5.2f} | {lat.get('p50','-')} | {lat.get('p99','-')} | {cam.get('fps')} | {drops} | {uns} | {rss/1024:.1f} |")
+open("/tmp/beand-bench-last", "w").write(str(beans))
+PY
+}
+
+echo "beand end to end, $(date -u +%FT%TZ), $(nproc) cores, $SECONDS_PER_RUN s a run after 3 s warm-up"
+echo "| fps asked | belt px/s | beans/s | expected | ratio | p50 ms | p99 ms | camera fps | frames dropped | unscored | RSS MiB |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+best=0; best_speed=0
+for spec in "100 10000" "300 30000" "400 40000"; do
+  set -- $spec
+  run "$1" "$2"
+  got=$(cat /tmp/beand-bench-last)
+  if awk "BEGIN{exit !($got > $best)}"; then best=$got; best_speed=$2; fi
+done
+echo
+echo "highest rate reached: $best beans/s (belt $best_speed px/s); target >= 1000 beans/s"
+for load in 50 90; do
+  speed=$(awk "BEGIN{printf \"%d\", $best * $load / 100 * 3720 / 150}")
+  fps=$(awk "BEGIN{f=$speed/100; if (f<30) f=30; printf \"%d\", f}")
+  echo "-- at ${load} % of that rate:"
+  run "$fps" "$speed"
+done
+rm -f /tmp/beand-bench-last

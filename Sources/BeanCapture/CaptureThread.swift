@@ -114,7 +114,8 @@ public final class CaptureThread: @unchecked Sendable {
         let box = Unmanaged.passRetained(self)
         var handle = pthread_t()
         let rc = pthread_create(&handle, nil, { raw in
-            let me = Unmanaged<CaptureThread>.fromOpaque(raw!).takeRetainedValue()
+            guard let raw else { return nil }
+            let me = Unmanaged<CaptureThread>.fromOpaque(raw).takeRetainedValue()
             me.run()
             return nil
         }, box.toOpaque())

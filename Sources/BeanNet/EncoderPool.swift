@@ -117,7 +117,10 @@ public final class EncoderPool: @unchecked Sendable {
         let box = ResultBox()
         embed(crops) { r in box.result = r; done.signal() }
         done.wait()
-        return try box.result!.get()
+        guard let result = box.result else {
+            throw ModelError(.usage, "encoder pool finished a request without a result")
+        }
+        return try result.get()
     }
 
     private final class ResultBox: @unchecked Sendable { var result: Result<[[Float]], Error>? }

@@ -401,11 +401,14 @@ extension Planner {
         } else {
             axes = try node.ints("axes")
         }
-        if axes?.isEmpty ?? true {
+        let reduced: [Int]
+        if let axes, !axes.isEmpty {
+            reduced = axes
+        } else {
             if try node.int("noop_with_empty_axes", default: 0) != 0 { values[node.outputs[0]] = x; return }
-            axes = Array(0..<r)
+            reduced = Array(0..<r)
         }
-        let set = Set(try axes!.map { try Folder.normAxis($0, rank: r, node: node, attribute: "axes") })
+        let set = Set(try reduced.map { try Folder.normAxis($0, rank: r, node: node, attribute: "axes") })
         let keep = try node.int("keepdims", default: 1) != 0
         var outShape = x.shape
         for a in set { outShape[a] = 1 }
@@ -419,7 +422,7 @@ extension Planner {
             layout = .plain
         }
         guard let (outer, mid, inner) = Planner.contiguousRun(x, axes: set) else {
-            throw node.error(.unsupported, "reduction over axes \(axes!.sorted()) of shape \(x.shape) (non-adjacent axes)", attribute: "axes")
+            throw node.error(.unsupported, "reduction over axes \(reduced.sorted()) of shape \(x.shape) (non-adjacent axes)", attribute: "axes")
         }
         let kind: ReduceStep.Kind = node.op == "ReduceMean" ? .mean : node.op == "ReduceSum" ? .sum : .l2
         use(x.storage)

@@ -273,7 +273,7 @@ struct ExecutionPlan: Sendable {
                                   c: y + m0 * g.cout + grp * coutg, ldc: g.cout)
                 }
                 Kernels.epilogue(y + m0 * g.cout, rows: rows, cols: g.cout, ldy: g.cout, bias: s.bias?.pointer,
-                                 residual: residual == nil ? nil : residual! + m0 * g.cout, ldr: g.cout, activation: s.activation)
+                                 residual: residual.map { $0 + m0 * g.cout }, ldr: g.cout, activation: s.activation)
                 m0 += rows
             }
         }

@@ -106,7 +106,7 @@ enum StatusFormatter {
             if String(cString: n.objCType) == "c" { return n.boolValue ? "yes" : "no" }
             let d = n.doubleValue
             return d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(format: "%.2f", d)
-        default: return "\(value!)"
+        case let other?: return "\(other)"
         }
     }
 

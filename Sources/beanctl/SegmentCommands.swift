@@ -285,41 +285,31 @@ enum BeltReplay {
         beltSettings.regionOfInterest = nil
         let segmenter = try Segmenter(settings: beltSettings)
         let tracker = try BeltTracker(settings: TrackerSettings())
-        let w = still.width, bpp = still.format.bytesPerPixel
-        var pixels = [UInt8](repeating: 0, count: w * window * 3)
+        // The capture module's belt simulator scrolls the photo past the window, once, at 100 frames
+        // a second (so speeds come out in pixels per second), unpaced: frames are stamped
+        // start + n/fps however fast they are processed.
+        let simulator = try BeltSimulator(
+            name: "belt", photo: still,
+            settings: BeltSimulator.Settings(windowWidth: still.width, windowHeight: window, beltSpeed: Double(step) * 100,
+                                             fps: 100, wrap: false, beltColor: (belt.red, belt.green, belt.blue)),
+            pacing: .unpaced)
         var hits = [Int](repeating: 0, count: stillBeans.count)
         var result = Result()
-        var offset = still.height
         var sequence: UInt64 = 0
-        while offset > -window {
-            for y in 0..<window {
-                let sy = y + offset
-                for x in 0..<w {
-                    let o = (y * w + x) * 3
-                    if sy >= 0 && sy < still.height {
-                        let i = sy * still.stride + x * bpp
-                        pixels[o] = still.pixels[i]
-                        pixels[o + 1] = still.pixels[i + (bpp == 3 ? 1 : 0)]
-                        pixels[o + 2] = still.pixels[i + (bpp == 3 ? 2 : 0)]
-                    } else {
-                        pixels[o] = belt.red; pixels[o + 1] = belt.green; pixels[o + 2] = belt.blue
-                    }
-                }
-            }
-            // 100 frames a second, so speeds come out in pixels per second.
-            let frame = Frame(camera: "belt", sequence: sequence, captured: MonotonicInstant(nanoseconds: sequence * 10_000_000),
-                              width: w, height: window, format: .rgb24, pixels: pixels)
+        while let frame = try simulator.nextFrame() {
             let beans = try segmenter.segment(frame)
-            for event in tracker.update(beans: beans, frameWidth: w, frameHeight: window, sequence: sequence, captured: frame.captured) {
+            for event in tracker.update(beans: beans, frameWidth: frame.width, frameHeight: frame.height,
+                                        sequence: frame.sequence, captured: frame.captured) {
                 result.decided += 1
-                let x = event.bean.centroidX, y = event.bean.centroidY + Double(offset)
+                let row = event.bean.centroidY.rounded(.down)
+                guard let photoRow = simulator.photoRow(windowRow: Int(row), frame: frame.sequence) else { continue }
+                let x = event.bean.centroidX, y = Double(photoRow) + (event.bean.centroidY - row)
                 if let nearest = stillBeans.indices.min(by: {
                     hypot(stillBeans[$0].centroidX - x, stillBeans[$0].centroidY - y) < hypot(stillBeans[$1].centroidX - x, stillBeans[$1].centroidY - y)
                 }) {
                     hits[nearest] += 1
                 }
             }
-            offset -= step
             sequence += 1
         }
         result.frames = Int(sequence)

@@ -14,59 +14,19 @@ import json, os, re, signal, socket, subprocess, sys, time
 sys.path.insert(0, os.path.join(sys.argv[1], "Tests/service-harness"))
 from harness import *
 
-JOURNAL_DIR = "/run/systemd/journal"
-JOURNAL_SOCKET = JOURNAL_DIR + "/socket"
-JOURNALD = "/lib/systemd/systemd-journald"
-
-def journald_running():
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        s.connect(JOURNAL_SOCKET)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
 # The message ids as the source declares them (the catalog and man page are written from there).
 source = open(os.path.join(sys.argv[1], "Sources/BeanService/Logging/BeandMessageID.swift")).read()
 IDS = dict(re.findall(r'case (\w+) = "([0-9a-f]{32})"', source))
 check(set(IDS) >= {"start", "stop", "reload", "reloadFailed", "cameraLost", "cameraRecovered", "reject"},
       "message id enum lists start, stop, reload, reloadFailed, cameraLost, cameraRecovered, reject")
 
-started = None
-created = []
-if not journald_running():
-    if os.geteuid() != 0 or not os.access(JOURNALD, os.X_OK):
-        print("SKIP: no journald running and cannot start %s (need root)" % JOURNALD)
-        sys.exit(77)
-    if not os.path.isdir(JOURNAL_DIR):
-        os.makedirs(JOURNAL_DIR)
-    before = set(os.listdir(JOURNAL_DIR))
-    started = subprocess.Popen([JOURNALD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not journald_running():
-        if time.monotonic() > deadline or started.poll() is not None:
-            started.kill()
-            fail("systemd-journald did not come up")
-        time.sleep(0.05)
-    print("started systemd-journald (pid %d) for this test" % started.pid)
-
 def entries(pid, want, timeout=10):
-    deadline = time.monotonic() + timeout
-    while True:
-        subprocess.run(["journalctl", "--sync"], capture_output=True, timeout=10)
-        out = subprocess.run(["journalctl", "-o", "json", "--no-pager", "_PID=%d" % pid],
-                             capture_output=True, timeout=10).stdout.decode()
-        found = [json.loads(l) for l in out.splitlines() if l.strip()]
-        if len(found) >= want or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
+    return journal_entries(pid, want, timeout=timeout)
 
 def by_id(found, name):
     return [e for e in found if e.get("MESSAGE_ID") == IDS[name]]
 
-try:
+with Journald():
     with TempDir() as d:
         cfg = write_config(d, log_target="journald")
         with Daemon(cfg) as daemon:
@@ -129,17 +89,5 @@ try:
                       "auto + JOURNAL_STREAM matching stderr → journald")
             else:
                 check(not found and "beand started" in text, "auto + JOURNAL_STREAM of another file → stderr")
-finally:
-    if started is not None:
-        started.send_signal(signal.SIGTERM)
-        try:
-            started.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            started.kill(); started.wait()
-        for name in [n for n in os.listdir(JOURNAL_DIR) if n not in before]:
-            path = os.path.join(JOURNAL_DIR, name)
-            if name != "kernel-seqnum" and os.path.exists(path):
-                os.unlink(path)
-        print("stopped systemd-journald (pid %d), removed its sockets" % started.pid)
 print("PASS")
 PYEOF

@@ -35,49 +35,12 @@ GOOD = (120, 170, 90)
 DEFECT = (30, 28, 26)
 CROP = 32
 
-# ---------------------------------------------------------------- journald (as 13-beand-journald)
-JOURNAL_DIR = "/run/systemd/journal"
-JOURNAL_SOCKET = JOURNAL_DIR + "/socket"
-JOURNALD = "/lib/systemd/systemd-journald"
+# ---------------------------------------------------------------- journald (harness.Journald, as test 13)
 source = open(os.path.join(ROOT, "Sources/BeanService/Logging/BeandMessageID.swift")).read()
 IDS = dict(re.findall(r'case (\w+) = "([0-9a-f]{32})"', source))
 
-def journald_running():
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        s.connect(JOURNAL_SOCKET)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-journald = None
-if not journald_running():
-    if os.geteuid() != 0 or not os.access(JOURNALD, os.X_OK):
-        print("SKIP: no journald running and cannot start %s (need root)" % JOURNALD)
-        sys.exit(77)
-    os.makedirs(JOURNAL_DIR, exist_ok=True)
-    journald = subprocess.Popen([JOURNALD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not journald_running():
-        if time.monotonic() > deadline or journald.poll() is not None:
-            journald.kill()
-            fail("systemd-journald did not come up")
-        time.sleep(0.05)
-    print("started systemd-journald (pid %d) for this test" % journald.pid)
-
 def journal(pid, message_id, want, timeout=15):
-    deadline = time.monotonic() + timeout
-    while True:
-        subprocess.run(["journalctl", "--sync"], capture_output=True, timeout=10)
-        match = ["MESSAGE_ID=" + message_id] if message_id else []
-        out = subprocess.run(["journalctl", "-o", "json", "--no-pager", "_PID=%d" % pid, *match],
-                             capture_output=True, timeout=30).stdout.decode()
-        found = [json.loads(l) for l in out.splitlines() if l.strip()]
-        if len(found) >= want or time.monotonic() > deadline:
-            return found
-        time.sleep(0.3)
+    return journal_entries(pid, want, message_id=message_id, timeout=timeout)
 
 # ---------------------------------------------------------------- scene, encoder, store
 def write_png(path, rgb):
@@ -213,7 +176,7 @@ def rss_kib(pid):
             return int(line.split()[1])
     return 0
 
-try:
+with Journald():
     with TempDir() as d:
         model = os.path.join(d, "encoder.onnx")
         encoder(model)
@@ -411,9 +374,5 @@ belt_speed = 400
               "every ejected bean up to the stop was published: %s in journald, %d on the stream, gaps %s"
               % (drained[0]["REJECTS"], len(overload_stream.events), overload_stream.gaps[:3]))
         print("run 2: overload: %d unscored of %d; RSS %d..%d KiB" % (s["unscored_total"], s["beans_total"], min(rss), max(rss)))
-finally:
-    if journald is not None:
-        journald.terminate()
-        journald.wait()
 print("PASS")
 PYEOF

@@ -57,6 +57,11 @@ public final class Daemon: @unchecked Sendable {
     /// Runs until SIGTERM or SIGINT; returns the exit code.
     public func run() throws -> Int32 {
         let config = currentConfig
+        // Before any socket is bound: a client that sees the control socket answer may signal us
+        // at once, and a SIGTERM/SIGINT arriving under the default disposition would kill the
+        // process with no drain and a non-zero status. A stop requested during start-up is
+        // honoured as soon as start-up completes.
+        installSignalHandlers()
         raiseOpenFileLimit()
         let controlGID = try groupID(config.control.group, key: "control.group")
         let adminGID = try groupID(config.control.adminGroup, key: "control.admin_group")
@@ -94,7 +99,6 @@ public final class Daemon: @unchecked Sendable {
             register(drainable: pipeline)
         }
         startStatusTicker()
-        installSignalHandlers()
         notifier.ready(status: status.statusLine())
         startWatchdog()
         logger.notice("beand started", metadata: BeandMessageID.start.metadata.merging([

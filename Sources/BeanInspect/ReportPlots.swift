@@ -105,8 +105,8 @@ public enum ReportPlots {
     /// A unit-square line plot (x and y in 0…1) with axes, grid, title and axis names.
     public static func curvePlot(points: [(Double, Double)], title: String, xName: String, yName: String,
                                  diagonal: Bool, size: Int = 480) -> PlotCanvas {
-        var canvas = PlotCanvas(width: size, height: size)
-        let left = 56, top = 36, plot = size - left - 24
+        var canvas = PlotCanvas(width: size, height: size + 12)
+        let left = 56, top = 48, plot = size - left - 24
         func px(_ x: Double) -> Double { Double(left) + x * Double(plot) }
         func py(_ y: Double) -> Double { Double(top) + (1 - y) * Double(plot) }
         for tick in 0...10 {
@@ -125,10 +125,10 @@ public enum ReportPlots {
         for (a, b) in zip(points, points.dropFirst()) {
             canvas.line(from: (px(a.0), py(a.1)), to: (px(b.0), py(b.1)), colour: curve, thickness: 2)
         }
-        canvas.text(title, x: left, y: 12, colour: ink, scale: 2)
+        canvas.text(title, x: left, y: 6, colour: ink, scale: 2)
         canvas.text(xName, x: left + plot / 2 - PlotCanvas.textWidth(xName) / 2, y: top + plot + 18, colour: ink)
         // The y axis name goes above the axis: the font has no rotated glyphs.
-        canvas.text(yName, x: 4, y: top - 12, colour: ink)
+        canvas.text(yName, x: 4, y: top - 14, colour: ink)
         return canvas
     }
 

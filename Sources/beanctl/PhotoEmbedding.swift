@@ -126,7 +126,12 @@ enum ParallelCropper {
                     do {
                         outcome = .success(try cropper.crop(path: paths[index], beanID: UInt64(index)).crop)
                     } catch let error as PhotoCropError {
-                        outcome = .failure(error)
+                        // The codec's message already starts with the file name.
+                        if case .unreadable(let path, let reason) = error, reason.hasPrefix(path + ": ") {
+                            outcome = .failure(.unreadable(path: path, reason: String(reason.dropFirst(path.count + 2))))
+                        } else {
+                            outcome = .failure(error)
+                        }
                     } catch {
                         outcome = .failure(.unreadable(path: paths[index], reason: "\(error)"))
                     }

@@ -132,9 +132,14 @@ segmentation = "mindforge"
             os.makedirs(os.path.join(held, "1st", cls, side))
             for p in photos(cls, 8, side)[4:]:
                 os.symlink(p, os.path.join(held, "1st", cls, side, os.path.basename(p)))
+    blank_png(os.path.join(held, "1st", "Normal", "U", "empty.png"))
+    with open(os.path.join(held, "1st", "Normal", "U", "garbage.jpg"), "wb") as f:
+        f.write(b"\xff\xd8\xff" + os.urandom(500))
     r = run("eval", "--tree", held, "--model", ENCODER, "--store", store, "--preset", "mindforge", "--json", "--quiet")
     e = json.loads(r.stdout)
     check(e["mode"] == "fixed" and e["store"]["generation"] == 2 and e["counts"]["beans"] == 8, "fixed-mode eval over 8 held-out beans: %s" % e["counts"])
+    check(e["skipped"]["no_bean"] == 1 and e["skipped"]["unreadable"] == 1 and e["skipped"]["beans_without_usable_crop"] == 2,
+          "eval counts the photo without a bean and the corrupt JPEG: %s" % e["skipped"])
     check(all(k in e for k in ("f1", "roc_auc", "recall_at_good_rejected", "macro_f1", "per_class")) and set(e["recall_at_good_rejected"]) == {"0.01", "0.03", "0.05"}, "fixed-mode JSON keys")
     r = run("eval", "--tree", held, "--model", ENCODER, "--store", other, "--preset", "mindforge", ok=False)
     check(r.returncode == 1 and "another-encoder" in r.stderr, "fixed-mode eval refuses another encoder's store")

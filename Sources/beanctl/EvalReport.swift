@@ -80,6 +80,7 @@ struct EvalReport {
             "good_rejected_at": Dictionary(uniqueKeysWithValues: f.atRate.map { ($0.key, json($0.goodRejected)) }),
             "f1_at_good_rejected": Dictionary(uniqueKeysWithValues: f.atRate.map { ($0.key, json($0.f1)) }),
             "macro_f1": json(summary.confusion.macroF1),
+            "macro_f1_defect_labels": json(defectMacroF1(summary.confusion)),
             "accuracy": summary.confusion.accuracy,
             "classification_unit": "usable photo (side)",
             "per_class": perClass,
@@ -100,6 +101,14 @@ struct EvalReport {
         }
         if let storeInfo { object["store"] = storeInfo }
         return object
+    }
+
+    /// Mean per-class F1 over the defect labels only (the good label left out).
+    func defectMacroF1(_ confusion: ConfusionMatrix) -> Double? {
+        let scores = confusion.perClass
+        let defects = confusion.trueLabels.filter { !policy.goodLabels.contains(Label($0)) }
+        guard !defects.isEmpty else { return nil }
+        return defects.reduce(0.0) { $0 + (scores[$1]?.f1 ?? 0) } / Double(defects.count)
     }
 
     func jsonText(_ summary: Summary, pretty: Bool) -> String {
@@ -155,7 +164,7 @@ struct EvalReport {
         }
         rows += [
             ("F1 (policy verdict)", "\(num(f.policy.f1)) (precision \(num(f.policy.precision)), recall \(num(f.policy.recall)), good rejected \(pct(f.policy.falsePositiveRate)))"),
-            ("Macro F1 (per side)", num(summary.confusion.macroF1)),
+            ("Macro F1 (per side)", "\(num(summary.confusion.macroF1)) over \(summary.confusion.trueLabels.count) labels, \(num(defectMacroF1(summary.confusion))) over the defect labels"),
         ]
         if perFoldFigures.count > 1, let s = Spread(perFoldFigures.compactMap(\.auc)) {
             rows.append(("ROC AUC over folds", String(format: "%.3f ± %.3f (%.3f…%.3f)", s.mean, s.standardDeviation, s.minimum, s.maximum)))

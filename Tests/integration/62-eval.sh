@@ -86,6 +86,8 @@ for name in ("vote", "oc"):
         close(pc["precision"], tpc / predicted if predicted else 0.0, f"{name} {label} precision")
         if pc["support"] != support: bad.append(f"{name} {label} support")
     close(report["macro_f1"], float(np.mean(f1s)), f"{name} macro_f1")
+    defect_f1s = [f for label, f in zip(conf["true"], f1s) if label != "Normal"]
+    close(report["macro_f1_defect_labels"], float(np.mean(defect_f1s)), f"{name} macro_f1_defect_labels")
     if counts.sum() != report["counts"]["photos_used"]: bad.append(f"{name}: confusion total {counts.sum()} vs photos used")
     print(f"{name}: beans {len(rows)}, auc {report['roc_auc']:.3f}, recall@3% {report['recall_at_good_rejected']['0.03']:.3f}, macro F1 {report['macro_f1']:.3f}")
 

@@ -145,6 +145,28 @@ struct TrainingGradientTests {
         check(bn, [4, 3, 3, 2], scale: 2)
     }
 
+    @Test func batchNormWithFrozenStatistics() {
+        let bn = BatchNorm2d(3)
+        bn.gamma.value = [0.5, 1.5, -1]
+        bn.runningMean.value = [0.2, -0.1, 0.4]
+        bn.runningVar.value = [0.5, 2, 1.3]
+        bn.freezeStatistics = true
+        check(bn, [4, 3, 3, 2], scale: 2)
+        #expect(bn.runningMean.value == [0.2, -0.1, 0.4] && bn.runningVar.value == [0.5, 2, 1.3])
+    }
+
+    @Test func residualBlockWithFrozenStatistics() {
+        var rng = SeededRandom(seed: 12)
+        let block = ResidualBlock(3, 4, stride: 2, rng: &rng)
+        let bns = batchNormLayers(in: Sequential([block]))
+        #expect(bns.count == 3)
+        for bn in bns {
+            bn.freezeStatistics = true
+            for c in 0..<bn.channels { bn.runningMean.value[c] = rng.normal() * 0.3; bn.runningVar.value[c] = 0.5 + rng.uniform() }
+        }
+        check(block, [2, 3, 6, 6], eps: 1e-3)
+    }
+
     @Test func activations() {
         check(ReLU(), [2, 3, 4, 4], awayFromZero: 0.05)
         check(LeakyReLU(slope: 0.1), [2, 3, 4, 4], awayFromZero: 0.05)

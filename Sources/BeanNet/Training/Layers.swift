@@ -11,10 +11,15 @@ public final class BatchNorm2d: Layer {
     public let momentum: Float
     public let gamma: Parameter, beta: Parameter
     public let runningMean: Parameter, runningVar: Parameter
+    /// When true, training forwards normalise with the running statistics and leave them
+    /// unchanged (the layer acts as a fixed affine map whose gamma and beta still learn): the
+    /// usual way to fine-tune a pre-trained backbone on small labelled batches.
+    public var freezeStatistics = false
     private var xhat: [Float] = []
     private var invStd: [Float] = []
     private var cachedShape: [Int] = []
     private var cachedTraining = false
+    private var cachedFrozen = false
 
     public init(_ channels: Int, epsilon: Float = 1e-5, momentum: Float = 0.1) {
         precondition(channels > 0, "BatchNorm2d: channels must be positive")
@@ -38,7 +43,7 @@ public final class BatchNorm2d: Layer {
         x.data.withUnsafeBufferPointer { xp in
             for c in 0..<channels {
                 var mean: Float, variance: Float
-                if training {
+                if training && !freezeStatistics {
                     var s = 0.0, ss = 0.0
                     for b in 0..<n {
                         let off = (b * channels + c) * plane
@@ -77,6 +82,7 @@ public final class BatchNorm2d: Layer {
         }
         if training {
             xhat = xh; invStd = inv; cachedShape = x.shape; cachedTraining = true
+            cachedFrozen = freezeStatistics
         }
         return Tensor(shape: x.shape, data: y)
     }
@@ -94,6 +100,15 @@ public final class BatchNorm2d: Layer {
             }
             gamma.grad[c] += sumDyXh
             beta.grad[c] += sumDy
+            if cachedFrozen {
+                // Fixed statistics: the normalisation is affine in x.
+                let k = gamma.value[c] * invStd[c]
+                for b in 0..<n {
+                    let off = (b * channels + c) * plane
+                    for i in 0..<plane { dx[off + i] = k * dy.data[off + i] }
+                }
+                continue
+            }
             let k = gamma.value[c] * invStd[c] / m
             for b in 0..<n {
                 let off = (b * channels + c) * plane

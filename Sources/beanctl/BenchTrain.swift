@@ -35,7 +35,7 @@ struct BenchTrain: ParsableCommand {
         guard size >= 8, batch >= 2, threads >= 1, seconds > 0, embedding > 0 else {
             throw ValidationError("size ≥ 8, batch ≥ 2, threads ≥ 1, seconds > 0 and embedding > 0 are required")
         }
-        setBLASThreads(threads)
+        prepareProcessForTraining(blasThreads: threads)
         let net = resnetLikeEncoder(widths: w, blocks: b, embedding: embedding, seed: 1)
         net.append(L2Normalize())
         var rng = SeededRandom(seed: 2)

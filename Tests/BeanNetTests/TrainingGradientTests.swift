@@ -133,6 +133,13 @@ struct TrainingGradientTests {
         check(Conv2d(2, 2, kernel: 5, stride: 3, padding: 2, rng: &rng), [1, 2, 9, 7])
     }
 
+    /// Inputs narrower than the kernel: windows that lie partly or wholly in the padding.
+    @Test func convOnNarrowInputs() {
+        var rng = SeededRandom(seed: 13)
+        check(Conv2d(2, 3, kernel: 3, stride: 2, padding: 1, rng: &rng), [2, 2, 3, 1])
+        check(Conv2d(2, 2, kernel: 5, stride: 1, padding: 2, rng: &rng), [1, 2, 2, 3])
+    }
+
     @Test func linear() {
         var rng = SeededRandom(seed: 5)
         check(Linear(7, 4, rng: &rng), [3, 7])

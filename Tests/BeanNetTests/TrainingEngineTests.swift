@@ -176,6 +176,13 @@ struct TrainingEngineTests {
         expectError(flipped, containing: "checksum")
         expectError(Data("this is not a checkpoint at all, just text".utf8), containing: "bad magic")
         expectError(Data(), containing: "truncated")
+        // A valid checksum over a header that claims an impossible tensor.
+        var forged = Data(good.prefix(16))
+        let header = #"{"epoch":0,"randomState":"1","metadata":{},"tensors":[{"name":"w","shape":[65536,65536,65536,65536]}],"optimiser":{"learningRate":0.001,"beta1":0.9,"beta2":0.999,"epsilon":1e-8,"weightDecay":0,"steps":0,"moments":[]}}"#
+        forged.replaceSubrange(12..<16, with: withUnsafeBytes(of: UInt32(header.utf8.count).littleEndian) { Data($0) })
+        forged.append(Data(header.utf8))
+        withUnsafeBytes(of: Checkpoint.fnv1a(forged).littleEndian) { forged.append(contentsOf: $0) }
+        expectError(forged, containing: "impossible shape")
 
         do {
             _ = try Checkpoint.read(from: path + ".missing")
@@ -197,6 +204,13 @@ struct TrainingEngineTests {
         do { try ck.restore(into: other, path: path) } catch let e as CheckpointError {
             #expect(e.description.contains(path) && e.description.contains("4.conv1.weight"), "\(e)")
         }
+        // Adam moments of another network are refused too, before anything is overwritten.
+        var foreign = ck
+        foreign.optimiser.m = [[0, 0]]
+        foreign.optimiser.v = [[0, 0]]
+        let before = net.parameters[0].value
+        #expect(throws: CheckpointError.self) { try foreign.restore(into: net, path: path) }
+        #expect(net.parameters[0].value == before)
     }
 
     @Test func checkpointWriteIsAtomicAndLeavesNoTemporaryFile() throws {

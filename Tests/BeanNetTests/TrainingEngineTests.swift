@@ -88,6 +88,15 @@ struct TrainingEngineTests {
         #expect(abs(p.value[0] - expected) < 1e-3 && abs(p.value[1] + expected) < 1e-3)
     }
 
+    @Test func gradientClippingBoundsTheGlobalNorm() {
+        let a = Parameter(name: "a", shape: [2], value: [0, 0]), b = Parameter(name: "b", shape: [1], value: [0])
+        a.grad = [3, 0]; b.grad = [4]
+        #expect(clipGradientNorm([a, b], maxNorm: 10) == 5)
+        #expect(a.grad == [3, 0] && b.grad == [4])   // under the bound: untouched
+        #expect(clipGradientNorm([a, b], maxNorm: 1) == 5)
+        #expect(abs(a.grad[0] - 0.6) < 1e-6 && abs(b.grad[0] - 0.8) < 1e-6)
+    }
+
     // MARK: checkpoints
 
     static func makeNet() -> Sequential {

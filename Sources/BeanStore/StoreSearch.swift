@@ -12,7 +12,8 @@ public struct SearchResults: Sendable {
     public var ids: [Int64]
     /// `queryCount × k` distances (`1 - cos` or squared L2), computed in float64; +inf for -1 ids.
     public var distances: [Float]
-    /// Queries whose float32 candidates could not prove the top k and were rescanned in float64.
+    /// Queries whose kept candidates could not prove the top k: on the float32 scan they were
+    /// rescanned in float64, on the bfloat16 scan a second pass collected every row in the window.
     public var exactRescans: Int
     /// Whether the scan read the bfloat16 copy of the rows (see `SearchOptions.bfloat16Scan`).
     public var scannedBFloat16 = false
@@ -49,6 +50,10 @@ public enum SearchLimits {
     public static let maximumK = 64
     /// Extra float32 candidates kept per query so that the float64 re-ranking rarely needs a rescan.
     static let candidateMargin = 8
+    /// The same for the bfloat16 scan, whose re-ranking window is ~300 times wider (for unit
+    /// vectors about 0.01 in cosine, which holds about 4 rows past the 10th of 30k random ones);
+    /// when more rows fall inside it, a second bfloat16 pass collects them all.
+    static let bfloat16CandidateMargin = 16
     /// Queries per sgemm call; bounds the distance block.
     static let queryChunk = 64
 }
@@ -92,8 +97,6 @@ private struct SearchRun {
     let options: SearchOptions
     let stride: Int
     let dim: Int
-    /// Candidates kept per query per thread.
-    let capacity: Int
     let queries: [Float]
 
     init(store: StoreGeneration, queries: [Float], queryCount: Int, k: Int, metric: Metric, options: SearchOptions) {
@@ -105,7 +108,6 @@ private struct SearchRun {
         self.options = options
         self.stride = store.rowStrideFloats
         self.dim = store.dimension
-        self.capacity = min(store.count, k + SearchLimits.candidateMargin)
     }
 
     func run(into results: inout SearchResults) {
@@ -126,6 +128,8 @@ private struct SearchRun {
                                                                                          dimension: dim, store: store) : nil
         defer { reduced?.deallocate() }
         results.scannedBFloat16 = reduced != nil
+        // Candidates kept per query per worker.
+        let capacity = min(store.count, k + (reduced != nil ? SearchLimits.bfloat16CandidateMargin : SearchLimits.candidateMargin))
 
         // Split rows into contiguous parts, one per worker, each a multiple of the row block.
         let workers = min(options.threads, max(1, store.count / 4096))
@@ -183,13 +187,15 @@ private struct SearchRun {
                     ? gamma * (store.maxNorm * store.maxNorm + 2 * qNorm * store.maxNorm)
                     : gamma * qNorm
             }
-            rank(query: q, queryPointer: query, heaps: heaps, parts: parts, errorBound: Float(bound), into: &results)
+            rank(query: q, queryPointer: query, heaps: heaps, parts: parts, errorBound: Float(bound),
+                 reduced: reduced, into: &results)
         }
     }
 
     /// Picks the exact top k of one query from the float32 candidates of all parts.
     private func rank(query q: Int, queryPointer: UnsafePointer<Float>, heaps: [CandidateHeaps],
-                      parts: [(Int, Int)], errorBound: Float, into results: inout SearchResults) {
+                      parts: [(Int, Int)], errorBound: Float, reduced: BFloat16Queries?,
+                      into results: inout SearchResults) {
         var all: [(score: Float, id: Int32)] = []
         for h in heaps { all.append(contentsOf: h.entries(of: q)) }
         all.sort { $0.score < $1.score || ($0.score == $1.score && $0.id < $1.id) }
@@ -204,10 +210,18 @@ private struct SearchRun {
         }
         var exact: [(distance: Double, id: Int32)]
         if complete {
-            exact = all.prefix { $0.score <= cutoff }.map { (exactDistance(queryPointer, row: Int($0.id)), $0.id) }
+            let qq = queryNormSquared(queryPointer)
+            exact = all.prefix { $0.score <= cutoff }.map { (exactDistance(queryPointer, qq, row: Int($0.id)), $0.id) }
+        } else if let reduced {
+            // More rows lie inside the window than the heaps kept: scan again for all of them.
+            results.exactRescans += 1
+            let qq = queryNormSquared(queryPointer)
+            exact = rowsWithin(cutoff, query: reduced.query(q), rowsBF16: reduced.rows)
+                .map { (exactDistance(queryPointer, qq, row: Int($0)), $0) }
         } else {
             results.exactRescans += 1
-            exact = (0..<store.count).map { (exactDistance(queryPointer, row: $0), Int32($0)) }
+            let qq = queryNormSquared(queryPointer)
+            exact = (0..<store.count).map { (exactDistance(queryPointer, qq, row: $0), Int32($0)) }
         }
         exact.sort { $0.distance < $1.distance || ($0.distance == $1.distance && $0.id < $1.id) }
         for j in 0..<min(kEff, exact.count) {
@@ -216,7 +230,45 @@ private struct SearchRun {
         }
     }
 
-    private func exactDistance(_ query: UnsafePointer<Float>, row: Int) -> Double {
+    /// Every row whose bfloat16-scan score is at most `cutoff`. Any scan order satisfies the same
+    /// error bound, so this pass keeps every row the window must hold.
+    private func rowsWithin(_ cutoff: Float, query: UnsafePointer<UInt16>, rowsBF16: BFloat16Rows) -> [Int32] {
+        let block = SearchRun.simdBlock
+        let dots = UnsafeMutableRawPointer.allocate(byteCount: block * 4, alignment: 64).bindMemory(to: Float.self, capacity: block)
+        let rowsOut = UnsafeMutablePointer<UInt32>.allocate(capacity: block)
+        let scoresOut = UnsafeMutablePointer<Float>.allocate(capacity: block)
+        defer {
+            UnsafeMutableRawPointer(dots).deallocate()
+            rowsOut.deallocate()
+            scoresOut.deallocate()
+        }
+        let isL2 = metric == .l2
+        var found: [Int32] = []
+        store.inverseNorms.withUnsafeBufferPointer { inverse in
+            guard let inverseNorms = inverse.baseAddress else { return }
+            let aux = isL2 ? store.squaredNorms : UnsafePointer(inverseNorms)
+            var r0 = 0
+            while r0 < store.count {
+                let nr = min(block, store.count - r0)
+                beand_store_dots_bf16_any(query, rowsBF16.rows + r0 * rowsBF16.stride, rowsBF16.stride, nr, dots)
+                let n = beand_store_filter(cpuLevel, dots, aux + r0, isL2 ? 1 : 0, nr, cutoff.nextUp, UInt32(r0),
+                                           rowsOut, scoresOut)
+                for j in 0..<n { found.append(Int32(bitPattern: rowsOut[j])) }
+                r0 += nr
+            }
+        }
+        return found
+    }
+
+    /// Σ q_i² in float64, summed in the order `exactDistance` used to sum it per row.
+    private func queryNormSquared(_ query: UnsafePointer<Float>) -> Double {
+        var qq: Double = 0
+        for i in 0..<dim { let a = Double(query[i]); qq += a * a }
+        return qq
+    }
+
+    /// `qq`: `queryNormSquared(query)`, computed once per query.
+    private func exactDistance(_ query: UnsafePointer<Float>, _ qq: Double, row: Int) -> Double {
         let x = store.rows + row * stride
         switch metric {
         case .l2:
@@ -224,10 +276,10 @@ private struct SearchRun {
             for i in 0..<dim { let d = Double(query[i]) - Double(x[i]); s += d * d }
             return s
         case .cosine:
-            var dot: Double = 0, qq: Double = 0, xx: Double = 0
+            var dot: Double = 0, xx: Double = 0
             for i in 0..<dim {
                 let a = Double(query[i]), b = Double(x[i])
-                dot += a * b; qq += a * a; xx += b * b
+                dot += a * b; xx += b * b
             }
             guard qq > 0, xx > 0 else { return 1 }
             return 1 - dot / (qq.squareRoot() * xx.squareRoot())

@@ -59,9 +59,9 @@ for variant, threshold in (("shipped", shipped), ("tuned", 20)):
 print(json.dumps(out))
 '''
 
-def ours(store, batch, threads, queries):
+def ours(store, batch, threads, queries, extra=()):
     p = subprocess.run([beanctl, "bench", "store", "--store", store, "--batch", str(batch), "--threads", str(threads),
-                        "-k", str(K), "--queries", queries, "--seconds", str(SECONDS), "--rounds", "3", "--json"],
+                        "-k", str(K), "--queries", queries, "--seconds", str(SECONDS), "--rounds", "3", "--json", *extra],
                        capture_output=True, text=True, check=True)
     return json.loads(p.stdout)
 
@@ -77,8 +77,10 @@ rng = np.random.default_rng(4)
 q = rng.standard_normal((2048, D), dtype=np.float32); q /= np.linalg.norm(q, axis=1, keepdims=True)
 qpath = f"{work}/q.npy"; np.save(qpath, q)
 rows = []
+print("ours: bfloat16 scan + exact float64 re-ranking where the CPU has AVX512_BF16 (scan column), else float32;")
+print("'f32 scan' = ours with --float32-scan (per CPU-second), for comparison")
 print(f"{'N':>8} {'thr':>3} {'batch':>5} {'ours q/s':>10} {'faiss shipped':>13} {'faiss tuned':>11} {'ratio vs best':>13}"
-      f" | per CPU-second: {'ours':>7} {'faiss best':>10} {'ratio':>6}")
+      f" | per CPU-second: {'ours':>7} {'faiss best':>10} {'ratio':>6} | {'f32 scan':>8} {'ratio':>6} {'scan':>8} rescans")
 for n in SIZES:
     x = rng.standard_normal((n, D), dtype=np.float32); x /= np.linalg.norm(x, axis=1, keepdims=True)
     xpath = f"{work}/x{n}.npy"; np.save(xpath, x); del x
@@ -92,16 +94,19 @@ for n in SIZES:
         fx = faiss_run(xpath, qpath, threads)
         for batch in BATCHES:
             o = ours(store, batch, threads, qpath)
+            o32 = ours(store, batch, threads, qpath, ("--float32-scan",))
             best = max(fx[f"shipped/{batch}"], fx[f"tuned/{batch}"])
             best_cpu = max(fx[f"shipped/{batch}/cpu"], fx[f"tuned/{batch}/cpu"])
             row = dict(n=n, threads=threads, batch=batch, ours=o["queries_per_s"], faiss_shipped=fx[f"shipped/{batch}"],
                        faiss_tuned=fx[f"tuned/{batch}"], ratio=o["queries_per_s"] / best, rescans=o["exact_rescans"],
                        ours_cpu=o["queries_per_cpu_s"], faiss_best_cpu=best_cpu, ratio_cpu=o["queries_per_cpu_s"] / best_cpu,
-                       faiss=fx["faiss"])
+                       faiss=fx["faiss"], scan=o.get("scan", "float32"), ours_f32_cpu=o32["queries_per_cpu_s"],
+                       ratio_f32_cpu=o32["queries_per_cpu_s"] / best_cpu)
             rows.append(row)
             print(f"{n:>8} {threads:>3} {batch:>5} {row['ours']:>10.0f} {row['faiss_shipped']:>13.0f} "
                   f"{row['faiss_tuned']:>11.0f} {row['ratio']:>12.2f}x | {'':16}{row['ours_cpu']:>7.0f} {best_cpu:>10.0f} "
-                  f"{row['ratio_cpu']:>5.2f}x", flush=True)
+                  f"{row['ratio_cpu']:>5.2f}x | {row['ours_f32_cpu']:>8.0f} {row['ratio_f32_cpu']:>5.2f}x "
+                  f"{row['scan']:>8} {row['rescans']}", flush=True)
     if n == 30000:
         swap = json.loads(subprocess.run([beanctl, "bench", "store", "--store", store, "--swap", "--swaps", "20", "--json"],
                                          capture_output=True, text=True, check=True).stdout)

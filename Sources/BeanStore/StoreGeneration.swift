@@ -51,6 +51,9 @@ public final class StoreGeneration: @unchecked Sendable {
     /// 1/|x| per row (0 for a zero row), computed at load for the cosine metric.
     let inverseNorms: [Float]
     let maxNorm: Double
+    /// The bfloat16 copy the scan reads on CPUs with AVX512_BF16 (nil elsewhere, or when a value
+    /// exceeds bfloat16's range); exact re-ranking still reads `rows`.
+    let bfloat16: BFloat16Rows?
 
     public struct FileID: Sendable, Hashable {
         public var device: UInt64
@@ -102,6 +105,7 @@ public final class StoreGeneration: @unchecked Sendable {
         self.rowStrideFloats = parsed.rowStride / 4
         let mappedRows = UnsafeRawPointer(map).advanced(by: parsed.rowsOffset)
         let rowBytes = parsed.count * parsed.rowStride
+        let scanRows: UnsafePointer<Float>
         if rowBytes > 0, let copy = HugePageBuffer(byteCount: rowBytes) {
             copy.pointer.copyMemory(from: mappedRows, byteCount: rowBytes)
             // The scan reads the copy; let the kernel reclaim the file pages of the rows.
@@ -109,15 +113,18 @@ public final class StoreGeneration: @unchecked Sendable {
             let start = (parsed.rowsOffset + page - 1) / page * page
             if start < size { _ = madvise(map + start, size - start, MADV_DONTNEED) }
             self.scanCopy = copy
-            self.rows = UnsafeRawPointer(copy.pointer).assumingMemoryBound(to: Float.self)
+            scanRows = UnsafeRawPointer(copy.pointer).assumingMemoryBound(to: Float.self)
         } else {
             self.scanCopy = nil
-            self.rows = mappedRows.assumingMemoryBound(to: Float.self)
+            scanRows = mappedRows.assumingMemoryBound(to: Float.self)
         }
+        self.rows = scanRows
         self.squaredNorms = UnsafeRawPointer(map).advanced(by: parsed.normsOffset).assumingMemoryBound(to: Float.self)
         self.metadataBase = UnsafeRawPointer(map).advanced(by: parsed.metadataOffset)
         self.inverseNorms = parsed.inverseNorms
         self.maxNorm = parsed.maxNorm
+        self.bfloat16 = BFloat16Rows(rows: scanRows, count: parsed.count, dimension: parsed.dimension,
+                                     sourceStride: parsed.rowStride / 4, inverseNorms: parsed.inverseNorms)
     }
 
     deinit {

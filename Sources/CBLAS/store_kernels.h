@@ -269,4 +269,184 @@ static inline size_t beand_store_batch(int level, const float *qt, int query_vec
     return n;  // never called: callers check beand_store_has_batch_kernel
 }
 
+// ---- bfloat16 scan: a half-size copy of the rows, ranked with a proven error bound ----
+// The scan reads rows rounded to bfloat16 (half the bytes of float32, and AVX512_BF16 multiplies
+// 32 pairs per instruction); the caller widens the float32 re-ranking window by a bound on the
+// rounding error (computed from the actual rounding errors of rows and query), so the final float64
+// re-ranking still returns the exact top k. Row stride in bfloat16 elements is a multiple of 32.
+
+/// 1 when this CPU has AVX-512F and AVX512_BF16 (the bfloat16 scan kernels).
+static inline int beand_store_has_bf16(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
+}
+
+/// Rounds n floats to bfloat16 (nearest, ties to even; results below the smallest normal float
+/// become zero, as the kernels treat them); adds the squared rounding error and the squared norm
+/// of the rounded values to *err2 and *norm2 (float64). Returns 1 if any value rounded to
+/// infinity (or was not finite), else 0.
+static inline int beand_store_to_bf16(const float *src, uint16_t *dst, size_t n, double *err2, double *norm2) {
+    int overflow = 0;
+    double e = 0, m = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        __builtin_memcpy(&u, &src[i], 4);
+        uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+        if ((r & 0x7F800000u) == 0) r &= 0x80000000u;           // subnormal (or zero): flush to zero
+        if ((r & 0x7F800000u) == 0x7F800000u) overflow = 1;    // rounded to infinity, or NaN input
+        dst[i] = (uint16_t)(r >> 16);
+        float f;
+        __builtin_memcpy(&f, &r, 4);
+        double d = (double)src[i] - (double)f;
+        e += d * d;
+        m += (double)f * (double)f;
+    }
+    *err2 += e;
+    *norm2 += m;
+    return overflow;
+}
+
+#if defined(__x86_64__)
+// The 16 horizontal sums of v[0..15] in one vector, with v given in the order
+// v[4 * (j % 4) + j / 4] = row j (so that lane j of the result is row j).
+__attribute__((target("avx512f"), always_inline))
+static inline __m512 beand_store_hsum16(const __m512 *v) {
+    __m512 a[8], b[4], c[2];
+    for (int i = 0; i < 8; i++)
+        a[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44), _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+    for (int i = 0; i < 4; i++)
+        b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x88), _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xDD));
+    for (int i = 0; i < 2; i++)
+        c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0x44), _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0xEE));
+    return _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], 0x88), _mm512_shuffle_ps(c[0], c[1], 0xDD));
+}
+
+__attribute__((target("avx512f,avx512bf16"), always_inline))
+static inline __m512 beand_store_dot_bf16(const uint16_t *q, const uint16_t *r, size_t chunks) {
+    __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+    size_t c = 0;
+    for (; c + 2 <= chunks; c += 2) {
+        a = _mm512_dpbf16_ps(a, (__m512bh)_mm512_loadu_si512(q + 32 * c), (__m512bh)_mm512_load_si512(r + 32 * c));
+        b = _mm512_dpbf16_ps(b, (__m512bh)_mm512_loadu_si512(q + 32 * c + 32), (__m512bh)_mm512_load_si512(r + 32 * c + 32));
+    }
+    if (c < chunks) a = _mm512_dpbf16_ps(a, (__m512bh)_mm512_loadu_si512(q + 32 * c), (__m512bh)_mm512_load_si512(r + 32 * c));
+    return _mm512_add_ps(a, b);
+}
+
+/// dots[i] = <q, rows + i * stride> in bfloat16 with float32 accumulation; stride (elements) is
+/// 32 * chunks, rows 64-byte aligned. 16 rows at a time, reduced together (one transpose-add
+/// instead of 16 horizontal reductions).
+__attribute__((target("avx512f,avx512bf16")))
+static inline void beand_store_dots_bf16(const uint16_t *q, const uint16_t *rows, size_t chunks, size_t n, float *out) {
+    const size_t stride = 32 * chunks;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 acc[16];
+        for (int j = 0; j < 16; j++) acc[4 * (j % 4) + j / 4] = beand_store_dot_bf16(q, rows + (i + j) * stride, chunks);
+        _mm512_storeu_ps(out + i, beand_store_hsum16(acc));
+    }
+    for (; i < n; i++) out[i] = _mm512_reduce_add_ps(beand_store_dot_bf16(q, rows + i * stride, chunks));
+}
+
+// Batches in bfloat16: qt holds 64 queries as pairs, qt[p * 128 + 2 * j + h] = query j, component
+// 2p + h; one broadcast row pair feeds 16 pair products per instruction. Otherwise as the float32
+// kernel above (4 rows x 16 J queries in registers, per-query thresholds, same output triples).
+#define BEAND_DP4(J, b, r) \
+    r##0 = _mm512_dpbf16_ps(r##0, q0, b); if (J > 1) r##1 = _mm512_dpbf16_ps(r##1, q1, b); \
+    if (J > 2) r##2 = _mm512_dpbf16_ps(r##2, q2, b); if (J > 3) r##3 = _mm512_dpbf16_ps(r##3, q3, b);
+#define BEAND_PAIR_LOADS(J) \
+    const uint16_t *qc = qt + p * 128; \
+    const __m512bh q0 = (__m512bh)_mm512_load_si512(qc); \
+    const __m512bh q1 = J > 1 ? (__m512bh)_mm512_load_si512(qc + 32) : q0; \
+    const __m512bh q2 = J > 2 ? (__m512bh)_mm512_load_si512(qc + 64) : q0; \
+    const __m512bh q3 = J > 3 ? (__m512bh)_mm512_load_si512(qc + 96) : q0;
+
+#define BEAND_BATCH_BF16_KERNEL(J) \
+__attribute__((target("avx512f,avx512bf16"))) \
+static inline size_t beand_store_batch_bf16_##J(const uint16_t *qt, const uint16_t *rows, size_t stride, size_t pairs, \
+        size_t n, const float *aux, int l2, const float *thresholds, uint32_t first_row, size_t capacity, \
+        uint32_t *q_out, uint32_t *row_out, float *score_out, size_t *found) { \
+    const __m512 none = _mm512_set1_ps(-1.0f / 0.0f); \
+    const __m512 t0 = _mm512_loadu_ps(thresholds); \
+    const __m512 t1 = J > 1 ? _mm512_loadu_ps(thresholds + 16) : none; \
+    const __m512 t2 = J > 2 ? _mm512_loadu_ps(thresholds + 32) : none; \
+    const __m512 t3 = J > 3 ? _mm512_loadu_ps(thresholds + 48) : none; \
+    *found = 0; \
+    size_t i = 0; \
+    for (; i + 4 <= n; i += 4) { \
+        if (*found + 4 * 64 > capacity) return i; \
+        const uint32_t *r0 = (const uint32_t *)(rows + i * stride), *r1 = (const uint32_t *)(rows + (i + 1) * stride), \
+                       *r2 = (const uint32_t *)(rows + (i + 2) * stride), *r3 = (const uint32_t *)(rows + (i + 3) * stride); \
+        BEAND_ACC_DECL(a) BEAND_ACC_DECL(b) BEAND_ACC_DECL(c) BEAND_ACC_DECL(d) \
+        for (size_t p = 0; p < pairs; p++) { \
+            BEAND_PAIR_LOADS(J) \
+            __m512bh x; \
+            x = (__m512bh)_mm512_set1_epi32((int)r0[p]); BEAND_DP4(J, x, a) \
+            x = (__m512bh)_mm512_set1_epi32((int)r1[p]); BEAND_DP4(J, x, b) \
+            x = (__m512bh)_mm512_set1_epi32((int)r2[p]); BEAND_DP4(J, x, c) \
+            x = (__m512bh)_mm512_set1_epi32((int)r3[p]); BEAND_DP4(J, x, d) \
+        } \
+        BEAND_EMIT4(J, a, i) BEAND_EMIT4(J, b, i + 1) BEAND_EMIT4(J, c, i + 2) BEAND_EMIT4(J, d, i + 3) \
+    } \
+    for (; i < n; i++) { \
+        if (*found + 64 > capacity) return i; \
+        const uint32_t *r0 = (const uint32_t *)(rows + i * stride); \
+        BEAND_ACC_DECL(a) \
+        for (size_t p = 0; p < pairs; p++) { \
+            BEAND_PAIR_LOADS(J) \
+            const __m512bh x = (__m512bh)_mm512_set1_epi32((int)r0[p]); BEAND_DP4(J, x, a) \
+        } \
+        BEAND_EMIT4(J, a, i) \
+    } \
+    return n; \
+}
+BEAND_BATCH_BF16_KERNEL(1)
+BEAND_BATCH_BF16_KERNEL(2)
+BEAND_BATCH_BF16_KERNEL(4)
+#endif
+
+/// Dispatch for the bfloat16 batch kernel; only called when beand_store_has_bf16() is 1.
+/// stride and pairs in bfloat16 elements and pairs (pairs = stride / 2).
+static inline size_t beand_store_batch_bf16(const uint16_t *qt, int query_vectors, const uint16_t *rows, size_t stride,
+                                            size_t n, const float *aux, int l2, const float *thresholds,
+                                            uint32_t first_row, size_t capacity, uint32_t *q_out, uint32_t *row_out,
+                                            float *score_out, size_t *found) {
+#if defined(__x86_64__)
+    const size_t pairs = stride / 2;
+    if (query_vectors <= 1)
+        return beand_store_batch_bf16_1(qt, rows, stride, pairs, n, aux, l2, thresholds, first_row, capacity, q_out, row_out, score_out, found);
+    if (query_vectors == 2)
+        return beand_store_batch_bf16_2(qt, rows, stride, pairs, n, aux, l2, thresholds, first_row, capacity, q_out, row_out, score_out, found);
+    return beand_store_batch_bf16_4(qt, rows, stride, pairs, n, aux, l2, thresholds, first_row, capacity, q_out, row_out, score_out, found);
+#else
+    (void)qt; (void)query_vectors; (void)rows; (void)stride; (void)aux; (void)l2; (void)thresholds;
+    (void)first_row; (void)capacity; (void)q_out; (void)row_out; (void)score_out;
+    *found = 0;
+    return n;
+#endif
+}
+
+/// Single-query dispatch for the bfloat16 scan; only called when beand_store_has_bf16() is 1.
+static inline void beand_store_dots_bf16_any(const uint16_t *q, const uint16_t *rows, size_t stride, size_t n, float *out) {
+#if defined(__x86_64__)
+    beand_store_dots_bf16(q, rows, stride / 32, n, out);
+#else
+    for (size_t i = 0; i < n; i++) {
+        float s = 0;
+        for (size_t c = 0; c < stride; c++) {
+            uint32_t a = (uint32_t)q[c] << 16, b = (uint32_t)rows[i * stride + c] << 16;
+            float fa, fb;
+            __builtin_memcpy(&fa, &a, 4);
+            __builtin_memcpy(&fb, &b, 4);
+            s += fa * fb;
+        }
+        out[i] = s;
+    }
+#endif
+}
+
 #endif

@@ -268,6 +268,8 @@ struct BenchStore: ParsableCommand {
     @Flag(help: "Measure hot swaps instead (publishes new generations into --store).") var swap = false
     @Option(help: "Swaps to measure with --swap.") var swaps: Int = 20
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "Scan the float32 rows even on CPUs with the bfloat16 scan (for comparison; results are the same).")
+    var float32Scan = false
 
     func run() throws {
         openblas_set_num_threads(1)
@@ -278,7 +280,7 @@ struct BenchStore: ParsableCommand {
         if swap { try runSwap(metric: metricValue); return }
         let g = try StoreDirectory.openCurrent(directory: store.directory)
         let pool = try queryPool(dimension: g.dimension, minimum: batch * 8)
-        let options = SearchOptions(threads: threads)
+        let options = SearchOptions(threads: threads, bfloat16Scan: !float32Scan)
         let poolRows = pool.count / g.dimension
         var cursor = 0
         func nextBatch() -> [Float] {
@@ -292,6 +294,7 @@ struct BenchStore: ParsableCommand {
         var perRound: [Double] = []
         var perCPURound: [Double] = []
         var rescans = 0
+        var scannedBFloat16 = false
         for _ in 0..<max(1, rounds) {
             let start = monotonicSeconds(), cpuStart = processCPUSeconds()
             var answered = 0
@@ -299,6 +302,7 @@ struct BenchStore: ParsableCommand {
                 let r = try g.search(queries: nextBatch(), k: k, metric: metricValue, options: options)
                 answered += batch
                 rescans += r.exactRescans
+                scannedBFloat16 = r.scannedBFloat16
             } while monotonicSeconds() - start < seconds / Double(max(1, rounds))
             perRound.append(Double(answered) / (monotonicSeconds() - start))
             perCPURound.append(Double(answered) / max(1e-9, processCPUSeconds() - cpuStart))
@@ -309,13 +313,15 @@ struct BenchStore: ParsableCommand {
             print(try jsonLine(["queries_per_s": median, "rounds_queries_per_s": perRound,
                                 "queries_per_cpu_s": medianPerCPU, "n": g.count,
                                 "dimension": g.dimension, "batch": batch, "threads": threads, "k": k,
-                                "metric": (metricValue ?? g.metric).description, "exact_rescans": rescans] as [String: Any]))
+                                "metric": (metricValue ?? g.metric).description, "exact_rescans": rescans,
+                                "scan": scannedBFloat16 ? "bfloat16" : "float32"] as [String: Any]))
         } else {
             printAligned([("Vectors", "\(g.count)"), ("Dimension", "\(g.dimension)"), ("Batch", "\(batch)"),
                           ("Threads", "\(threads)"), ("k", "\(k)"),
                           ("Queries/s (median)", String(format: "%.0f", median)),
                           ("Queries per CPU-second", String(format: "%.0f", medianPerCPU)),
                           ("Rounds", perRound.map { String(format: "%.0f", $0) }.joined(separator: " ")),
+                          ("Scan", scannedBFloat16 ? "bfloat16 rows, float64 re-ranking" : "float32 rows, float64 re-ranking"),
                           ("Float64 rescans", "\(rescans)")])
         }
     }

@@ -127,8 +127,8 @@ struct SearchTests {
         var rng = TestRandom(seed: 500 + UInt64(index))
         var queries = rng.vectors(c.queries, c.dim)
         queries.replaceSubrange(0..<c.dim, with: dup)  // first query hits the duplicates exactly
-        for (k, fused) in [(1, true), (10, true), (10, false), (64, true)] {
-            let options = SearchOptions(threads: c.threads, fusedBatchKernel: fused)
+        for (k, fused, bfloat16) in [(1, true, true), (10, true, true), (10, false, true), (10, true, false), (64, true, true)] {
+            let options = SearchOptions(threads: c.threads, fusedBatchKernel: fused, bfloat16Scan: bfloat16)
             let r = try g.search(queries: queries, k: k, metric: c.metric, options: options)
             let expected = referenceSearch(vectors: draft.vectors, dim: c.dim, queries: queries, k: k, metric: c.metric)
             for q in 0..<c.queries {
@@ -154,6 +154,52 @@ struct SearchTests {
         let blas = try g.search(queries: q, k: 10, options: SearchOptions(blasMinimumBatch: 1, rowBlock: 256, fusedBatchKernel: false))
         #expect(simd.ids == blas.ids && simd.ids == fused.ids)
         #expect(simd.distances == blas.distances && simd.distances == fused.distances)
+        for batch in [1, 1000] {
+            let float32 = try g.search(queries: q, k: 10, options: SearchOptions(blasMinimumBatch: batch, bfloat16Scan: false))
+            #expect(!float32.scannedBFloat16)
+            #expect(float32.ids == simd.ids && float32.distances == simd.distances)
+        }
+        #expect(simd.scannedBFloat16 == BFloat16Rows.supported && fused.scannedBFloat16 == BFloat16Rows.supported)
+        #expect(!blas.scannedBFloat16)
+    }
+
+    /// Rows that differ by less than bfloat16's resolution (about 0.4 % of a value) are ordered
+    /// arbitrarily by the bfloat16 scan; only a re-ranking window as wide as the rounding bound
+    /// returns them in exact order. spread 2e-4 puts all of them inside the window (more than the
+    /// kept candidates: a float64 rescan); 3e-3 makes the window cut through the cluster.
+    @Test("near-duplicates below bfloat16 resolution come back in exact order",
+          arguments: [(Metric.cosine, 2e-4), (.cosine, 3e-3), (.l2, 2e-4), (.l2, 3e-3)])
+    func nearDuplicates(metric: Metric, spread: Double) throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let dim = 48
+        var rng = TestRandom(seed: 77)
+        let base = rng.vectors(1, dim)
+        var vectors = rng.vectors(400, dim)
+        for _ in 0..<60 { vectors += base.map { $0 * Float(1 + spread * Double(rng.gaussian())) + Float(spread) * rng.gaussian() } }
+        vectors += rng.vectors(400, dim)
+        var draft = GenerationDraft(dimension: dim, metric: metric, fingerprint: Array("enc".utf8))
+        let n = vectors.count / dim
+        try draft.append(vectors: vectors, labels: [String](repeating: "Normal", count: n), author: "t",
+                         sourceIDs: (0..<UInt64(n)).map { $0 }, addedNs: 0)
+        try StoreWriter(directory: dir.path).publish(draft)
+        let g = try StoreDirectory.openCurrent(directory: dir.path)
+        var queries: [Float] = []
+        for _ in 0..<8 { queries += base.map { $0 + Float(spread) * rng.gaussian() } }
+        for k in [1, 10, 30] {
+            let expected = referenceSearch(vectors: vectors, dim: dim, queries: queries, k: k, metric: metric)
+            for batch in [1, 1000] {
+                let r = try g.search(queries: queries, k: k, options: SearchOptions(blasMinimumBatch: batch))
+                #expect(r.scannedBFloat16 == BFloat16Rows.supported)
+                if BFloat16Rows.supported && spread < 1e-3 {
+                    // All 60 near-duplicates are inside the window, more than the kept candidates.
+                    #expect(r.exactRescans == 8)
+                }
+                for q in 0..<8 {
+                    #expect(Array(r.ids[(q * k)..<((q + 1) * k)]) == expected[q], "query \(q), k \(k), batch path \(batch == 1)")
+                }
+            }
+        }
     }
 
     @Test("bad queries are refused with the reason")

@@ -47,31 +47,43 @@ static inline void beand_net_pack(const float *b, size_t ldb, size_t k, size_t n
 #define BEAND_NET_KC 256
 
 #if defined(__x86_64__)
-// mr rows × 32 columns. mr is a constant at every call site (the switch below), so after inlining
-// the row loops unroll and the accumulators live in registers (2 mr + 3 of the 32 zmm).
-__attribute__((target("avx512f"), always_inline))
-static inline void beand_net_tile_avx512(const int mr, size_t k, const float *a, size_t lda, const float *bp,
-                                         float *c, size_t ldc, __mmask16 m0, __mmask16 m1, int accumulate) {
-    __m512 acc0[8], acc1[8];
-    for (int i = 0; i < mr; i++) { acc0[i] = _mm512_setzero_ps(); acc1[i] = _mm512_setzero_ps(); }
-    for (size_t p = 0; p < k; p++) {
-        const __m512 b0 = _mm512_loadu_ps(bp + p * 32), b1 = _mm512_loadu_ps(bp + p * 32 + 16);
-        for (int i = 0; i < mr; i++) {
-            const __m512 x = _mm512_set1_ps(a[(size_t)i * lda + p]);
-            acc0[i] = _mm512_fmadd_ps(x, b0, acc0[i]);
-            acc1[i] = _mm512_fmadd_ps(x, b1, acc1[i]);
-        }
-    }
-    for (int i = 0; i < mr; i++) {
-        float *ci = c + (size_t)i * ldc;
-        if (accumulate) {
-            acc0[i] = _mm512_add_ps(acc0[i], _mm512_maskz_loadu_ps(m0, ci));
-            acc1[i] = _mm512_add_ps(acc1[i], _mm512_maskz_loadu_ps(m1, ci + 16));
-        }
-        _mm512_mask_storeu_ps(ci, m0, acc0[i]);
-        _mm512_mask_storeu_ps(ci + 16, m1, acc1[i]);
-    }
+// One function per tile height MR (a literal in each), with the accumulators as named variables
+// rather than arrays: arrays indexed by a loop variable ended up on the stack, one load and store per
+// FMA. Rows past MR (an enum constant) are dead code after constant folding. AVX-512: MR ≤ 8 rows × 32 columns,
+// 2 MR accumulators + 2 B vectors + 1 broadcast of the 32 zmm.
+#define BEAND_NET_ROWS8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#define BEAND_NET_ROWS6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+
+#define BEAND_NET_A_DECL(i) const float *a##i = a + (MR > i ? (size_t)i * lda : 0);
+#define BEAND_NET_ACC512(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();
+#define BEAND_NET_FMA512(i) if (MR > i) { const __m512 x = _mm512_set1_ps(a##i[p]); \
+    c##i##0 = _mm512_fmadd_ps(x, b0, c##i##0); c##i##1 = _mm512_fmadd_ps(x, b1, c##i##1); }
+#define BEAND_NET_STORE512(i) if (MR > i) { float *ci = c + (size_t)i * ldc; \
+    if (accumulate) { c##i##0 = _mm512_add_ps(c##i##0, _mm512_maskz_loadu_ps(m0, ci)); \
+                      c##i##1 = _mm512_add_ps(c##i##1, _mm512_maskz_loadu_ps(m1, ci + 16)); } \
+    _mm512_mask_storeu_ps(ci, m0, c##i##0); _mm512_mask_storeu_ps(ci + 16, m1, c##i##1); }
+
+#define BEAND_NET_TILE512(N) \
+__attribute__((target("avx512f"))) \
+static inline void beand_net_tile_avx512_##N(size_t k, const float *a, size_t lda, const float *bp, float *c, \
+                                             size_t ldc, __mmask16 m0, __mmask16 m1, int accumulate) { \
+    enum { MR = N }; \
+    BEAND_NET_ROWS8(BEAND_NET_A_DECL) \
+    BEAND_NET_ROWS8(BEAND_NET_ACC512) \
+    for (size_t p = 0; p < k; p++) { \
+        const __m512 b0 = _mm512_loadu_ps(bp + p * 32), b1 = _mm512_loadu_ps(bp + p * 32 + 16); \
+        BEAND_NET_ROWS8(BEAND_NET_FMA512) \
+    } \
+    BEAND_NET_ROWS8(BEAND_NET_STORE512) \
 }
+BEAND_NET_TILE512(1)
+BEAND_NET_TILE512(2)
+BEAND_NET_TILE512(3)
+BEAND_NET_TILE512(4)
+BEAND_NET_TILE512(5)
+BEAND_NET_TILE512(6)
+BEAND_NET_TILE512(7)
+BEAND_NET_TILE512(8)
 
 __attribute__((target("avx512f")))
 static inline void beand_net_gemm_avx512(size_t m, size_t n, size_t k, const float *a, size_t lda,
@@ -88,51 +100,53 @@ static inline void beand_net_gemm_avx512(size_t m, size_t n, size_t k, const flo
                 const float *ai = a + i0 * lda + k0;
                 float *ci = c + i0 * ldc + j0;
                 switch (m - i0 < 8 ? m - i0 : 8) {
-                case 1: beand_net_tile_avx512(1, kc, ai, lda, panel, ci, ldc, m0, m1, acc); break;
-                case 2: beand_net_tile_avx512(2, kc, ai, lda, panel, ci, ldc, m0, m1, acc); break;
-                case 3: beand_net_tile_avx512(3, kc, ai, lda, panel, ci, ldc, m0, m1, acc); break;
-                case 4: beand_net_tile_avx512(4, kc, ai, lda, panel, ci, ldc, m0, m1, acc); break;
-                case 5: beand_net_tile_avx512(5, kc, ai, lda, panel, ci, ldc, m0, m1, acc); break;
-                case 6: beand_net_tile_avx512(6, kc, ai, lda, panel, ci, ldc, m0, m1, acc); break;
-                case 7: beand_net_tile_avx512(7, kc, ai, lda, panel, ci, ldc, m0, m1, acc); break;
-                default: beand_net_tile_avx512(8, kc, ai, lda, panel, ci, ldc, m0, m1, acc); break;
+                case 1: beand_net_tile_avx512_1(kc, ai, lda, panel, ci, ldc, m0, m1, acc); break;
+                case 2: beand_net_tile_avx512_2(kc, ai, lda, panel, ci, ldc, m0, m1, acc); break;
+                case 3: beand_net_tile_avx512_3(kc, ai, lda, panel, ci, ldc, m0, m1, acc); break;
+                case 4: beand_net_tile_avx512_4(kc, ai, lda, panel, ci, ldc, m0, m1, acc); break;
+                case 5: beand_net_tile_avx512_5(kc, ai, lda, panel, ci, ldc, m0, m1, acc); break;
+                case 6: beand_net_tile_avx512_6(kc, ai, lda, panel, ci, ldc, m0, m1, acc); break;
+                case 7: beand_net_tile_avx512_7(kc, ai, lda, panel, ci, ldc, m0, m1, acc); break;
+                default: beand_net_tile_avx512_8(kc, ai, lda, panel, ci, ldc, m0, m1, acc); break;
                 }
             }
         }
     }
 }
 
-// mr rows × 16 columns: 2 mr accumulators + 3 of the 16 ymm.
-__attribute__((target("avx2,fma"), always_inline))
-static inline void beand_net_tile_avx2(const int mr, size_t k, const float *a, size_t lda, const float *bp,
-                                       float *c, size_t ldc, size_t cols, int accumulate) {
-    __m256 acc0[6], acc1[6];
-    for (int i = 0; i < mr; i++) { acc0[i] = _mm256_setzero_ps(); acc1[i] = _mm256_setzero_ps(); }
-    for (size_t p = 0; p < k; p++) {
-        const __m256 b0 = _mm256_loadu_ps(bp + p * 16), b1 = _mm256_loadu_ps(bp + p * 16 + 8);
-        for (int i = 0; i < mr; i++) {
-            const __m256 x = _mm256_broadcast_ss(a + (size_t)i * lda + p);
-            acc0[i] = _mm256_fmadd_ps(x, b0, acc0[i]);
-            acc1[i] = _mm256_fmadd_ps(x, b1, acc1[i]);
-        }
-    }
-    for (int i = 0; i < mr; i++) {
-        float *ci = c + (size_t)i * ldc;
-        if (cols == 16) {
-            if (accumulate) {
-                acc0[i] = _mm256_add_ps(acc0[i], _mm256_loadu_ps(ci));
-                acc1[i] = _mm256_add_ps(acc1[i], _mm256_loadu_ps(ci + 8));
-            }
-            _mm256_storeu_ps(ci, acc0[i]);
-            _mm256_storeu_ps(ci + 8, acc1[i]);
-        } else {
-            float t[16];
-            _mm256_storeu_ps(t, acc0[i]);
-            _mm256_storeu_ps(t + 8, acc1[i]);
-            for (size_t j = 0; j < cols; j++) ci[j] = accumulate ? ci[j] + t[j] : t[j];
-        }
-    }
+// AVX2: MR ≤ 6 rows × 16 columns, 2 MR accumulators + 2 B vectors + 1 broadcast of the 16 ymm.
+#define BEAND_NET_ACC256(i) __m256 c##i##0 = _mm256_setzero_ps(), c##i##1 = _mm256_setzero_ps();
+#define BEAND_NET_FMA256(i) if (MR > i) { const __m256 x = _mm256_broadcast_ss(a##i + p); \
+    c##i##0 = _mm256_fmadd_ps(x, b0, c##i##0); c##i##1 = _mm256_fmadd_ps(x, b1, c##i##1); }
+#define BEAND_NET_STORE256(i) if (MR > i) { float *ci = c + (size_t)i * ldc; \
+    if (cols == 16) { \
+        if (accumulate) { c##i##0 = _mm256_add_ps(c##i##0, _mm256_loadu_ps(ci)); \
+                          c##i##1 = _mm256_add_ps(c##i##1, _mm256_loadu_ps(ci + 8)); } \
+        _mm256_storeu_ps(ci, c##i##0); _mm256_storeu_ps(ci + 8, c##i##1); \
+    } else { \
+        float t[16]; _mm256_storeu_ps(t, c##i##0); _mm256_storeu_ps(t + 8, c##i##1); \
+        for (size_t j = 0; j < cols; j++) ci[j] = accumulate ? ci[j] + t[j] : t[j]; \
+    } }
+
+#define BEAND_NET_TILE256(N) \
+__attribute__((target("avx2,fma"))) \
+static inline void beand_net_tile_avx2_##N(size_t k, const float *a, size_t lda, const float *bp, float *c, \
+                                           size_t ldc, size_t cols, int accumulate) { \
+    enum { MR = N }; \
+    BEAND_NET_ROWS6(BEAND_NET_A_DECL) \
+    BEAND_NET_ROWS6(BEAND_NET_ACC256) \
+    for (size_t p = 0; p < k; p++) { \
+        const __m256 b0 = _mm256_loadu_ps(bp + p * 16), b1 = _mm256_loadu_ps(bp + p * 16 + 8); \
+        BEAND_NET_ROWS6(BEAND_NET_FMA256) \
+    } \
+    BEAND_NET_ROWS6(BEAND_NET_STORE256) \
 }
+BEAND_NET_TILE256(1)
+BEAND_NET_TILE256(2)
+BEAND_NET_TILE256(3)
+BEAND_NET_TILE256(4)
+BEAND_NET_TILE256(5)
+BEAND_NET_TILE256(6)
 
 __attribute__((target("avx2,fma")))
 static inline void beand_net_gemm_avx2(size_t m, size_t n, size_t k, const float *a, size_t lda,
@@ -147,12 +161,12 @@ static inline void beand_net_gemm_avx2(size_t m, size_t n, size_t k, const float
                 const float *ai = a + i0 * lda + k0;
                 float *ci = c + i0 * ldc + j0;
                 switch (m - i0 < 6 ? m - i0 : 6) {
-                case 1: beand_net_tile_avx2(1, kc, ai, lda, panel, ci, ldc, cols, acc); break;
-                case 2: beand_net_tile_avx2(2, kc, ai, lda, panel, ci, ldc, cols, acc); break;
-                case 3: beand_net_tile_avx2(3, kc, ai, lda, panel, ci, ldc, cols, acc); break;
-                case 4: beand_net_tile_avx2(4, kc, ai, lda, panel, ci, ldc, cols, acc); break;
-                case 5: beand_net_tile_avx2(5, kc, ai, lda, panel, ci, ldc, cols, acc); break;
-                default: beand_net_tile_avx2(6, kc, ai, lda, panel, ci, ldc, cols, acc); break;
+                case 1: beand_net_tile_avx2_1(kc, ai, lda, panel, ci, ldc, cols, acc); break;
+                case 2: beand_net_tile_avx2_2(kc, ai, lda, panel, ci, ldc, cols, acc); break;
+                case 3: beand_net_tile_avx2_3(kc, ai, lda, panel, ci, ldc, cols, acc); break;
+                case 4: beand_net_tile_avx2_4(kc, ai, lda, panel, ci, ldc, cols, acc); break;
+                case 5: beand_net_tile_avx2_5(kc, ai, lda, panel, ci, ldc, cols, acc); break;
+                default: beand_net_tile_avx2_6(kc, ai, lda, panel, ci, ldc, cols, acc); break;
                 }
             }
         }

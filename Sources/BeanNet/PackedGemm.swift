@@ -5,8 +5,9 @@ import Foundation
 ///
 /// With one image per run the late layers multiply 1–64 rows by a large weight matrix; OpenBLAS
 /// re-packs that matrix on every call, which cost more than the arithmetic. The packed kernel reads
-/// the panels as they lie. Above `maxRows` rows OpenBLAS's packing is amortised and its A-packing
-/// wins, so bigger calls (and CPUs without AVX2+FMA) keep using cblas_sgemm.
+/// the panels as they lie. Calls above `maxRows` rows (and CPUs without AVX2+FMA) keep using
+/// cblas_sgemm, whose packing is amortised there. 1024 measured at least as fast as 256 at batch 1,
+/// 8 and 32 (ResNet-18, 64×64) and within noise of no limit (BENCHMARKS.md).
 enum PackedGemm {
     /// Instruction-set level of the kernel: 2 AVX-512F, 1 AVX2+FMA, 0 none (cblas_sgemm only).
     /// `BEAND_NET_GEMM=avx2|blas` lowers it (A/B benchmarks, exercising the AVX2 path on AVX-512 CPUs);
@@ -23,7 +24,7 @@ enum PackedGemm {
     /// Largest rows per call that go to the packed kernel (`BEAND_NET_GEMM_MAX_ROWS` overrides, for tuning).
     static let maxRows: Int = {
         if let text = ProcessInfo.processInfo.environment["BEAND_NET_GEMM_MAX_ROWS"], let v = Int(text), v >= 0 { return v }
-        return 256
+        return 1024
     }()
 
     static func panelWidth(level: Int32) -> Int { Int(beand_net_gemm_nr(level)) }

@@ -176,7 +176,7 @@ extension Planner {
         }
         // Rows per GEMM call decide between the packed kernel and OpenBLAS (see PackedGemm).
         var packed: PackedWeights?
-        let level = PackedGemm.level
+        let level = gemmLevel
         let gemmRows = kind == .pointwise ? m : rows
         if level != 0 && kind != .depthwise && gemmRows <= PackedGemm.maxRows {
             let (slices, kdim, ndim) = kind == .winograd ? (16, cin, cout) : (groups, kk * cg, cout / groups)

@@ -10,14 +10,22 @@ import Foundation
 /// 8 and 32 (ResNet-18, 64×64) and within noise of no limit (BENCHMARKS.md).
 enum PackedGemm {
     /// Instruction-set level of the kernel: 2 AVX-512F, 1 AVX2+FMA, 0 none (cblas_sgemm only).
-    /// `BEAND_NET_GEMM=avx2|blas` lowers it (A/B benchmarks, exercising the AVX2 path on AVX-512 CPUs);
-    /// it never goes above what the CPU has.
+    /// `BEAND_NET_GEMM=avx512|avx2|blas` picks it (A/B benchmarks, tests of each path on one machine);
+    /// it never goes above what the CPU has. Debug builds default to cblas_sgemm: they compile the
+    /// header's intrinsics unoptimised, which made ResNet-18 at batch 1 six times slower than OpenBLAS
+    /// and the debug-built daemon miss its pipeline deadlines.
     static let level: Int32 = {
         let cpu = beand_net_cpu_level()
         switch ProcessInfo.processInfo.environment["BEAND_NET_GEMM"] {
         case "blas": return 0
         case "avx2": return min(cpu, 1)
-        default: return cpu
+        case "avx512": return cpu
+        default:
+            #if DEBUG
+            return 0
+            #else
+            return cpu
+            #endif
         }
     }()
 

@@ -74,20 +74,27 @@ import Testing
         #expect(c == [7])
     }
 
-    /// At batch 1 every non-depthwise conv of the small CNN has few GEMM rows, so the plan takes the
-    /// packed kernel wherever the CPU has one; the result still matches the naive reference.
+    /// At batch 1 every non-depthwise conv of the small CNN has few GEMM rows, so a plan at each
+    /// kernel level packs all of them; its output matches the naive reference.
     @Test func packedPlanAgreesWithNaiveReference() throws {
         let cnn = SmallCNN()
         let model = try EncoderModel(data: cnn.data, source: "small")
-        let plan = try model.plan(batch: 1)
-        var convs = 0, packed = 0
-        for step in plan.steps { if case .conv(let c) = step, c.kind != .depthwise { convs += 1; if c.packed != nil { packed += 1 } } }
-        #expect(convs > 0)
-        #expect(packed == (PackedGemm.level != 0 ? convs : 0))
         var rng = TestRandom(seed: 21)
         let x = (0..<192).map { _ in rng.normal() }
-        let got = try model.makeSession(maxBatch: 1).run(x, batch: 1)
         let want = cnn.reference(x, batch: 1)
-        #expect(zip(got, want).map { abs($0 - $1) }.max() ?? .infinity < 1e-4)
+        for level in Self.levels + [0] {
+            let plan = try model.plan(batch: 1, gemmLevel: level)
+            var convs = 0, packed = 0
+            for step in plan.steps { if case .conv(let c) = step, c.kind != .depthwise { convs += 1; if c.packed != nil { packed += 1 } } }
+            #expect(convs > 0)
+            #expect(packed == (level != 0 ? convs : 0), "level \(level): \(packed) of \(convs) convs packed")
+            let arena = Arena(count: plan.totalFloats)
+            (arena.pointer + plan.offsets[plan.inputs[0].storage]).update(from: x, count: x.count)
+            plan.run(arena: arena.pointer)
+            let out = plan.outputs[0]
+            let got = Array(UnsafeBufferPointer(start: arena.pointer + plan.offsets[out.storage], count: out.count))
+            #expect(got.count == want.count)
+            #expect(zip(got, want).map { abs($0 - $1) }.max() ?? .infinity < 1e-4, "level \(level)")
+        }
     }
 }

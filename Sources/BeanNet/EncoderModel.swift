@@ -116,10 +116,13 @@ public final class EncoderModel: @unchecked Sendable {
         outputDim = outputs[0].sampleShape.reduce(1, *)
     }
 
-    /// The plan for `batch` samples per run (the file's fixed batch when it has one).
-    func plan(batch: Int) throws -> ExecutionPlan {
+    /// The plan for `batch` samples per run (the file's fixed batch when it has one); `gemmLevel`
+    /// (tests) overrides the small-product GEMM path.
+    func plan(batch: Int, gemmLevel: Int32 = PackedGemm.level) throws -> ExecutionPlan {
         let b = fixedBatch ?? batch
-        var p = try Planner(graph: graph, weights: weights, batch: b, inputDims: [input.name: [b] + input.sampleShape]).buildChecked()
+        var planner = Planner(graph: graph, weights: weights, batch: b, inputDims: [input.name: [b] + input.sampleShape])
+        planner.gemmLevel = gemmLevel
+        var p = try planner.buildChecked()
         p.batch = b
         for o in p.outputs where o.shape.first != b {
             throw ModelError(.shape, "\(source): output '\(o.name)' has shape \(o.shape) at batch \(b)")

@@ -174,11 +174,23 @@ extension Planner {
             rows = max(1, min(m, Planner.scratchBudget / kkc))
             scratch = max(scratch, rows * kkc)
         }
+        // Rows per GEMM call decide between the packed kernel and OpenBLAS (see PackedGemm).
+        var packed: PackedWeights?
+        let level = gemmLevel
+        let gemmRows = kind == .pointwise ? m : rows
+        if level != 0 && kind != .depthwise && gemmRows <= PackedGemm.maxRows {
+            let (slices, kdim, ndim) = kind == .winograd ? (16, cin, cout) : (groups, kk * cg, cout / groups)
+            let pbuf = weights.buffer(key + (kind == .winograd ? ":winograd" : "") + ":packed\(level)") {
+                PackedGemm.pack(Array(UnsafeBufferPointer(start: wbuf.pointer, count: wbuf.count)), k: kdim, n: ndim,
+                                slices: slices, level: level)
+            }
+            packed = PackedWeights(buffer: pbuf, level: level, sliceFloats: PackedGemm.packedCount(k: kdim, n: ndim, level: level))
+        }
         use(x.storage)
         if let residual { use(residual) }
         let out = newStorage(try Folder.volume(outShape, node: node))
         steps.append(.conv(ConvStep(kind: kind, input: x.storage, output: out, residual: residual, batch: n, g: g,
-                                    weights: wbuf, bias: bbuf, activation: activation, rowsPerChunk: rows)))
+                                    weights: wbuf, bias: bbuf, activation: activation, rowsPerChunk: rows, packed: packed)))
         macs &+= m &* cout &* kk &* cg
         values[outName] = PlanValue(shape: outShape, layout: .nhwc, storage: out)
     }

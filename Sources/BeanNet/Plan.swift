@@ -21,6 +21,16 @@ struct ConvStep: Sendable {
     var activation: Activation
     /// im2col rows per sgemm call, chosen so the gather buffer stays within the scratch budget.
     var rowsPerChunk: Int
+    /// `weights` packed for PackedGemm (one packed matrix per group / Winograd tap), when this plan's
+    /// GEMMs are small enough to take it; nil: cblas_sgemm on `weights`.
+    var packed: PackedWeights? = nil
+}
+
+/// A conv's weights in PackedGemm's layout: `slices` matrices, `sliceFloats` apart.
+struct PackedWeights: Sendable {
+    var buffer: FloatBuffer
+    var level: Int32
+    var sliceFloats: Int
 }
 
 struct ConvTransposeStep: Sendable {
@@ -233,7 +243,11 @@ struct ExecutionPlan: Sendable {
         let m = s.batch * g.ho * g.wo
         switch s.kind {
         case .pointwise:
-            Kernels.sgemm(m: m, n: g.cout, k: g.cin, a: x, lda: g.cin, b: s.weights.pointer, ldb: g.cout, transB: false, c: y, ldc: g.cout)
+            if let p = s.packed {
+                PackedGemm.gemm(level: p.level, m: m, n: g.cout, k: g.cin, a: x, lda: g.cin, packed: p.buffer.pointer, c: y, ldc: g.cout)
+            } else {
+                Kernels.sgemm(m: m, n: g.cout, k: g.cin, a: x, lda: g.cin, b: s.weights.pointer, ldb: g.cout, transB: false, c: y, ldc: g.cout)
+            }
             Kernels.epilogue(y, rows: m, cols: g.cout, ldy: g.cout, bias: s.bias?.pointer, residual: residual, ldr: g.cout, activation: s.activation)
         case .depthwise:
             Kernels.depthwise(x: x, y: y, w: s.weights.pointer, p: g, batch: s.batch)
@@ -251,6 +265,11 @@ struct ExecutionPlan: Sendable {
                 let count = min(s.rowsPerChunk, total - t0)
                 Winograd.transformInput(x: x, v: v, g: g, tilesH: th, tilesW: tw, t0: t0, count: count, zero: zero)
                 for k in 0..<16 {
+                    if let p = s.packed {
+                        PackedGemm.gemm(level: p.level, m: count, n: g.cout, k: g.cin, a: v + k * count * g.cin, lda: g.cin,
+                                        packed: p.buffer.pointer + k * p.sliceFloats, c: mbuf + k * count * g.cout, ldc: g.cout)
+                        continue
+                    }
                     Kernels.sgemm(m: count, n: g.cout, k: g.cin, a: v + k * count * g.cin, lda: g.cin,
                                   b: s.weights.pointer + k * g.cin * g.cout, ldb: g.cout, transB: false,
                                   c: mbuf + k * count * g.cout, ldc: g.cout)
@@ -268,6 +287,11 @@ struct ExecutionPlan: Sendable {
                 let rows = min(s.rowsPerChunk, m - m0)
                 for grp in 0..<g.groups {
                     Kernels.im2col(x: x, col: scratch, p: g, m0: m0, rows: rows, group: grp)
+                    if let p = s.packed {
+                        PackedGemm.gemm(level: p.level, m: rows, n: coutg, k: kkc, a: scratch, lda: kkc,
+                                        packed: p.buffer.pointer + grp * p.sliceFloats, c: y + m0 * g.cout + grp * coutg, ldc: g.cout)
+                        continue
+                    }
                     Kernels.sgemm(m: rows, n: coutg, k: kkc, a: scratch, lda: kkc,
                                   b: s.weights.pointer + grp * coutg * kkc, ldb: coutg, transB: false,
                                   c: y + m0 * g.cout + grp * coutg, ldc: g.cout)

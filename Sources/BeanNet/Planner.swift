@@ -82,6 +82,8 @@ struct Planner {
     let weights: PreparedWeights
     let batch: Int
     let inputDims: [String: [Int]]
+    /// Kernel level for small GEMMs (PackedGemm); 0: cblas_sgemm only.
+    var gemmLevel: Int32 = PackedGemm.level
 
     var consts: [String: ConstTensor] = [:]
     var values: [String: PlanValue] = [:]

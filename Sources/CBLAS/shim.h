@@ -3,4 +3,5 @@
 // OpenBLAS's CBLAS interface plus its thread-count control (openblas_set_num_threads).
 #include <cblas.h>
 #include "store_kernels.h"
+#include "net_gemm.h"
 #endif

@@ -5,6 +5,8 @@
 # and prints the difference, which must be 0. Models: ResNet-18 (dynamo pattern, batch 4) and the
 # conv autoencoder, so conv/pool/gemm/reduce/convTranspose/resize paths are all covered.
 set -uo pipefail
+# The packed small-product GEMM path too (debug builds default to OpenBLAS; see PackedGemm.level).
+export BEAND_NET_GEMM="${BEAND_NET_GEMM:-avx512}"
 ROOT="${BEAND_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
 BIN="${BEAND_BIN:-$ROOT/.build/debug}"
 PY="${BEAND_PY:-$ROOT/.venv/bin/python}"

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import onnx_models as M  # noqa: E402
 
 TOL = 1e-4
+TORCH_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "torch"
 
 
 def run_case(beanctl, work, name, model, x):
@@ -60,6 +61,14 @@ def main():
     cases.append(("resnet18_dynamo_op18", M.resnet18(4, "dynamo"), rng.standard_normal((20, 3, 64, 64)).astype(np.float32)))
     cases.append(("mobilenet_block", M.mobilenet_block(2), rng.standard_normal((20, 3, 48, 48)).astype(np.float32)))
     cases.append(("conv_autoencoder", M.autoencoder(3), rng.standard_normal((20, 3, 32, 32)).astype(np.float32)))
+    # One image per run: the late layers have 1–16 GEMM rows and take the packed small-row kernel.
+    cases.append(("resnet18_torchscript_op17_batch1", M.resnet18(1, "torchscript"), rng.standard_normal((1, 3, 64, 64)).astype(np.float32)))
+    cases.append(("resnet18_dynamo_op18_batch1", M.resnet18(4, "dynamo"), rng.standard_normal((1, 3, 64, 64)).astype(np.float32)))
+    # Files written by PyTorch's own exporters (Tests/fixtures/torch/export_torch.py; committed, so no torch here).
+    for stem in ["smallresnet_torchscript_op17", "smallresnet_dynamo_op18"]:
+        model = onnx.load(str(TORCH_FIXTURES / f"{stem}.onnx"))
+        cases.append((f"torch_{stem}", model, rng.standard_normal((20, 3, 64, 64)).astype(np.float32)))
+        cases.append((f"torch_{stem}_batch1", model, rng.standard_normal((1, 3, 64, 64)).astype(np.float32)))
     for name, model, shape in M.op_cases():
         cases.append((name, model, rng.standard_normal(shape).astype(np.float32)))
 

@@ -220,7 +220,8 @@ public final class CropSpool: @unchecked Sendable {
             scan = try SpoolFiles.scan(directory)
         } catch {
             ledger = nil
-            noteFailure("scan: \(error)")
+            // Counted in `errors` by the crops that cannot be written meanwhile, not per attempt.
+            noteFailure("scan: \(error)", lostCrop: false)
             return
         }
         let first = ledger == nil
@@ -299,13 +300,13 @@ public final class CropSpool: @unchecked Sendable {
             } catch {
                 // Not deleted, but no longer counted: the next scan finds it again.
                 rescanDue = true
-                noteFailure("evict: \(error)")
+                noteFailure("evict: \(error)", lostCrop: false)
             }
         }
     }
 
-    private func noteFailure(_ reason: String) {
-        errors.add(1, ordering: .relaxed)
+    private func noteFailure(_ reason: String, lostCrop: Bool = true) {
+        if lostCrop { errors.add(1, ordering: .relaxed) }
         // The errno text, without the file name, decides whether this is a new state worth a log line.
         let kind = Self.failureKind(reason)
         if let current = failure, Self.failureKind(current.reason) == kind {

@@ -179,7 +179,12 @@ public final class CropSpool: @unchecked Sendable {
 
     // MARK: Writer thread
 
+    /// Crops written per batch: their flushes share journal commits (see `SpoolFiles.PendingFile`).
+    static let batchSize = 32
+
     private func writerLoop() {
+        var batch: [Item] = []
+        batch.reserveCapacity(Self.batchSize)
         while true {
             if abandon.load(ordering: .acquiring) {
                 var left: UInt64 = 0
@@ -188,13 +193,14 @@ public final class CropSpool: @unchecked Sendable {
                 return
             }
             let settings = self.settings.withLock { $0 }
-            guard let item = queue.pop(timeoutMilliseconds: 250) else {
+            batch.removeAll(keepingCapacity: true)
+            guard queue.popBatch(maxCount: Self.batchSize, timeoutMilliseconds: 250, into: &batch) > 0 else {
                 if queue.closed && queue.depth == 0 { return }
                 if settings.enabled { maintain(settings: settings, idle: true) }
                 continue
             }
             maintain(settings: settings, idle: false)
-            write(item, settings: settings)
+            write(batch, settings: settings)
         }
     }
 
@@ -233,13 +239,39 @@ public final class CropSpool: @unchecked Sendable {
         publishLedger()
     }
 
-    private func write(_ item: Item, settings: SpoolSettings) {
-        guard var current = ledger else {
+    /// Encodes and writes a batch: every file is written under its temporary name (counted in the
+    /// ledger at once, so the cap holds for temporaries too), then each is flushed and renamed.
+    private func write(_ batch: [Item], settings: SpoolSettings) {
+        guard ledger != nil else {
             // The scan failed (noted); without a ledger the cap cannot be kept, so nothing is written.
-            errors.add(1, ordering: .relaxed)
+            errors.add(UInt64(batch.count), ordering: .relaxed)
             rescanDue = true
             return
         }
+        var pending: [(item: Item, file: SpoolFiles.PendingFile)] = []
+        pending.reserveCapacity(batch.count)
+        for item in batch {
+            if let file = startWriting(item, settings: settings) { pending.append((item, file)) }
+        }
+        var wroteAny = false
+        for (item, var file) in pending {
+            do {
+                try file.commit()
+                written.add(1, ordering: .relaxed)
+                wroteAny = true
+            } catch {
+                ledger?.remove(path: item.name.relativePath)
+                noteFailure("\(error)")
+            }
+        }
+        if wroteAny, let failure {
+            self.failure = nil
+            events(.recovered(failures: failure.count))
+        }
+        publishLedger()
+    }
+
+    private func startWriting(_ item: Item, settings: SpoolSettings) -> SpoolFiles.PendingFile? {
         let crop = item.crop
         let frame = Frame(camera: crop.camera, sequence: crop.frameSequence, captured: crop.captured, width: crop.width,
                           height: crop.height, format: .rgb24, pixels: crop.pixels)
@@ -248,44 +280,37 @@ public final class CropSpool: @unchecked Sendable {
             bytes = try ImageCodec.encodeJPEG(frame, quality: settings.jpegQuality, name: item.name.relativePath)
         } catch {
             noteFailure("encode: \(error)")
-            return
+            return nil
         }
-        guard Int64(bytes.count) <= settings.maxBytes else {
+        guard Int64(bytes.count) <= settings.maxBytes, var current = ledger else {
             noteFailure("\(item.name.relativePath): \(bytes.count) bytes is more than the cap (\(settings.maxBytes) bytes)")
-            return
+            return nil
         }
         let victims = current.evictions(toFit: Int64(bytes.count), under: settings.maxBytes)
         ledger = current
         delete(victims)
         let folder = directory + "/" + item.name.relativeDirectory
+        let file: SpoolFiles.PendingFile
         do {
             if !createdDirectories.contains(folder) {
                 try SpoolFiles.makeDirectories(folder)
                 createdDirectories.insert(folder)
             }
             do {
-                try SpoolFiles.writeAtomically(bytes, directory: folder, fileName: item.name.fileName)
+                file = try SpoolFiles.PendingFile(bytes, directory: folder, fileName: item.name.fileName)
             } catch where error.code == ENOENT {
                 // A reviewer removed the folder since it was created: create it again, once.
-                createdDirectories.remove(folder)
                 try SpoolFiles.makeDirectories(folder)
-                createdDirectories.insert(folder)
-                try SpoolFiles.writeAtomically(bytes, directory: folder, fileName: item.name.fileName)
+                file = try SpoolFiles.PendingFile(bytes, directory: folder, fileName: item.name.fileName)
             }
         } catch {
             createdDirectories.remove(folder)
             noteFailure("\(error)")
-            publishLedger()
-            return
+            return nil
         }
         ledger?.add(SpoolLedger.Entry(path: item.name.relativePath, bytes: Int64(bytes.count),
                                       modified: Int64(RejectEvent.wallClockNow()) * 1000))
-        written.add(1, ordering: .relaxed)
-        if let failure {
-            self.failure = nil
-            events(.recovered(failures: failure.count))
-        }
-        publishLedger()
+        return file
     }
 
     private func delete(_ victims: [SpoolLedger.Entry]) {

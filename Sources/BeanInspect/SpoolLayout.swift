@@ -145,6 +145,11 @@ public struct SpoolLedger: Sendable {
         totalBytes += entry.bytes
     }
 
+    /// Forgets a file (one that could not be written after all).
+    public mutating func remove(path: String) {
+        if let index = indexByPath[path] { forget(at: index) }
+    }
+
     /// Removes and returns the oldest files until `incoming` more bytes fit under `cap`. Empty when
     /// they already fit. The caller deletes the files.
     public mutating func evictions(toFit incoming: Int64, under cap: Int64) -> [Entry] {

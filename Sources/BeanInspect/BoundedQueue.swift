@@ -187,6 +187,9 @@ public final class BoundedQueue<Element>: QueueGaugeSource, @unchecked Sendable 
 
     public var depth: Int { lock.withLock { count } }
 
+    /// Whether `close()` was called.
+    public var closed: Bool { lock.withLock { isClosed } }
+
     public func gauge() -> QueueGauge {
         lock.withLock {
             QueueGauge(name: name, policy: policy.description, depth: count, capacity: capacity, highWater: highWater,

@@ -20,6 +20,10 @@ public struct RejectEvent: Sendable, Hashable {
     /// Wall-clock time of the decision in microseconds since the Unix epoch, for people and logs.
     public var unixMicroseconds: UInt64
     public var neighbors: [Neighbor]
+    /// Where the bean's crop is written in the spool, relative to the spool directory
+    /// (`reject/Black/…jpg`); nil when the spool is disabled or dropped the crop. The file appears
+    /// shortly after the event: the spool writer runs behind the decisions.
+    public var crop: String?
 
     public init(beanID: UInt64, camera: String, frameSequence: UInt64, lane: Int?, verdict: Verdict,
                 reason: Decision.Reason?, label: Label?, score: Double?, captured: MonotonicInstant,
@@ -79,6 +83,8 @@ public struct RejectEvent: Sendable, Hashable {
         out += ejectAt.map { "\($0.microseconds)" } ?? "null"
         out += ",\"time_unix_us\":\(unixMicroseconds),\"neighbors\":"
         out += neighborsJSON()
+        out += ",\"crop\":"
+        if let crop { JSONText.appendString(crop, to: &out) } else { out += "null" }
         return out
     }
 
@@ -117,6 +123,7 @@ public struct RejectEvent: Sendable, Hashable {
             ("SCORE", score.map { $0.isFinite ? "\($0)" : "" } ?? ""),
             ("NEIGHBORS", neighborsJSON()),
             ("FRAME_SEQ", "\(frameSequence)"),
+            ("CROP", crop ?? ""),
         ]
     }
 

@@ -201,7 +201,12 @@ public final class Daemon: @unchecked Sendable {
         BeandLogging.shared.configure(new.log, environment: Self.environment())
         status.apply(config: new)
         let changed = Self.changedTables(previous, new)
-        let needRestart = changed.filter { ["daemon", "control", "rejects", "camera"].contains($0) }
+        var needRestart = changed.filter { ["daemon", "control", "rejects", "camera"].contains($0) }
+        // The spool's other keys apply now (Pipeline.apply); its directory and queue are fixed at start.
+        if previous.spool.directory(stateDirectory: previous.daemon.stateDirectory)
+            != new.spool.directory(stateDirectory: new.daemon.stateDirectory) || previous.spool.queue != new.spool.queue {
+            needRestart.append("spool.directory/queue")
+        }
         if !needRestart.isEmpty {
             logger.warning("changed settings take effect at the next restart", metadata: [
                 "tables": "\(needRestart.joined(separator: ","))",
@@ -234,6 +239,7 @@ public final class Daemon: @unchecked Sendable {
         if old.store != new.store { changed.append("store") }
         if old.encoder != new.encoder { changed.append("encoder") }
         if old.inspect != new.inspect { changed.append("inspect") }
+        if old.spool != new.spool { changed.append("spool") }
         if old.cameras != new.cameras { changed.append("camera") }
         return changed
     }

@@ -143,14 +143,45 @@ enum StatusFormatter {
         let encoder = status["encoder"] as? [String: Any] ?? [:]
         rows.append(("Encoder", text(encoder["model"])))
         rows.append(("Encoder fingerprint", text(encoder["fingerprint"])))
+        if let spool = status["spool"] as? [String: Any] {
+            rows += spoolRows(spool)
+        }
         // Figures added by later engines (latency, queues, per-label rejects, …) are shown too,
         // so a newer daemon's status is never silently cut short by an older beanctl.
         let shown: Set<String> = ["version", "uptime_s", "beans_total", "beans_per_s", "rejects_total",
-                                  "cameras", "store", "encoder"]
+                                  "cameras", "store", "encoder", "spool"]
         for key in status.keys.sorted() where !shown.contains(key) {
             rows.append((humanKey(key), compact(status[key])))
         }
         return rows
+    }
+
+    /// `Spool : ok, 812 files, 3.1 MiB of 256.0 MiB` and the counters on a second line.
+    static func spoolRows(_ spool: [String: Any]) -> [(String, String)] {
+        var rows: [(String, String)] = []
+        var line = text(spool["state"])
+        if spool["files"] != nil, !(spool["files"] is NSNull) {
+            line += ", \(text(spool["files"])) files, \(bytes(spool["bytes"])) of \(bytes(spool["max_bytes"]))"
+        } else {
+            line += ", cap \(bytes(spool["max_bytes"]))"
+        }
+        rows.append(("Spool", line))
+        rows.append(("Spool directory", text(spool["directory"])))
+        let queue = spool["queue"] as? [String: Any] ?? [:]
+        rows.append(("Spool crops", "written \(text(spool["written"])), dropped \(text(spool["dropped"])), "
+                     + "errors \(text(spool["errors"])), evicted \(text(spool["evicted"])), "
+                     + "queue \(text(queue["depth"]))/\(text(queue["capacity"]))"))
+        if let last = spool["last_error"] as? String { rows.append(("Spool last error", last)) }
+        return rows
+    }
+
+    /// `268435456` → `256.0 MiB`.
+    static func bytes(_ value: Any?) -> String {
+        guard let n = (value as? NSNumber)?.doubleValue else { return "-" }
+        if n < 1024 { return "\(Int64(n)) B" }
+        if n < 1024 * 1024 { return String(format: "%.1f KiB", n / 1024) }
+        if n < 1024 * 1024 * 1024 { return String(format: "%.1f MiB", n / 1024 / 1024) }
+        return String(format: "%.2f GiB", n / 1024 / 1024 / 1024)
     }
 
     /// `rejects_per_label` → `Rejects per label`.

@@ -48,7 +48,8 @@ import Testing
         #expect(neighbors[1]["distance"] is NSNull)
         #expect(Set(object.keys) == ["type", "seq", "bean_id", "camera", "frame_seq", "lane", "verdict", "reason",
                                      "label", "score", "captured_mono_us", "decided_mono_us", "eject_at_mono_us",
-                                     "time_unix_us", "neighbors"])
+                                     "time_unix_us", "neighbors", "crop"])
+        #expect(object["crop"] is NSNull)
     }
 
     @Test func missingValuesAreNull() throws {
@@ -81,7 +82,7 @@ import Testing
         let neighbors = try JSONSerialization.jsonObject(with: Data(try #require(fields["NEIGHBORS"]).utf8)) as? [Any]
         #expect(neighbors?.count == 2)
         #expect(event.journalFields.map(\.name) == ["BEAN_ID", "CAMERA", "LANE", "VERDICT", "REASON", "LABEL", "SCORE",
-                                                    "NEIGHBORS", "FRAME_SEQ"])
+                                                    "NEIGHBORS", "FRAME_SEQ", "CROP"])
         #expect(event.journalMessage == "reject bean 17 cam \"0\"\n lane 2: Black (score 0.75, vote)")
     }
 }

@@ -90,7 +90,7 @@ for line in s.makefile("rb"):
 SCHEMA = {"type": str, "seq": int, "bean_id": int, "camera": str, "frame_seq": int, "lane": (int, type(None)),
           "verdict": str, "reason": (str, type(None)), "label": (str, type(None)), "score": (float, int, type(None)),
           "captured_mono_us": int, "decided_mono_us": (int, type(None)), "eject_at_mono_us": (int, type(None)),
-          "time_unix_us": int, "neighbors": list}
+          "time_unix_us": int, "neighbors": list, "crop": (str, type(None))}
 
 def main():
     ready = read_ack(0)

@@ -17,6 +17,7 @@ public struct DaemonConfig: Equatable, Sendable {
     public var store = StoreSection()
     public var encoder = EncoderSection()
     public var inspect = InspectSection()
+    public var spool = SpoolSection()
     public var cameras: [CameraConfig] = []
 
     public init() {}
@@ -29,6 +30,7 @@ public struct DaemonConfig: Equatable, Sendable {
         store = root.section(StoreSection.self)
         encoder = root.section(EncoderSection.self)
         inspect = root.section(InspectSection.self)
+        spool = root.section(SpoolSection.self)
         cameras = root.arrayOfTables(CameraConfig.arrayName).compactMap { reader in
             var reader = reader
             defer { reader.finish() }
@@ -59,7 +61,7 @@ public struct DaemonConfig: Equatable, Sendable {
     /// defaults included).
     public var renderedTOML: String {
         var sections = [daemon.rendered, log.rendered, control.rendered, rejects.rendered, store.rendered,
-                        encoder.rendered, inspect.rendered]
+                        encoder.rendered, inspect.rendered, spool.rendered]
         sections += cameras.map(\.rendered)
         return sections.joined(separator: "\n")
     }
@@ -293,6 +295,57 @@ public struct InspectSection: ConfigSection {
         keys += ["unknown_action = \(TOMLText.string(unknownAction.rawValue))",
                  "unscored = \(TOMLText.string(unscored.rawValue))", "queue = \(queue)",
                  "eject_lead_ms = \(ejectLeadMilliseconds)"]
+        return keys
+    }
+}
+
+/// `[spool]`: the reject crop spool (JPEG crops for review and labelling, under a size cap).
+/// `enabled`, `max_bytes`, `accepted_sample` and `jpeg_quality` apply on reload; `directory` and
+/// `queue` at the next start.
+public struct SpoolSection: ConfigSection {
+    static let tableName = "spool"
+    public var enabled = true
+    /// nil: `<daemon.state_dir>/spool` (see `directory(stateDirectory:)`).
+    public var directory: String?
+    public var maxBytes = 256 << 20
+    /// Fraction of accepted beans whose crop is kept, 0 … 1 (0.01: one in a hundred).
+    public var acceptedSample = 0.01
+    public var jpegQuality = 90
+    /// Crops waiting for the spool writer (drop-newest: a crop that does not fit is counted, the
+    /// decision is unaffected).
+    public var queue = 256
+
+    public static let minimumBytes = 1 << 20
+
+    public init() {}
+
+    init(reading reader: inout ConfigTableReader) {
+        enabled = reader.bool("enabled", default: enabled)
+        if reader.isPresent("directory") {
+            // The spool deletes the oldest *.jpg files under its directory: never the whole tree.
+            directory = reader.requiredString("directory") { value in
+                ConfigCheck.absolutePath(value)
+                    ?? (value.split(separator: "/").isEmpty ? "must not be the root directory (the spool deletes old JPEG files under it)" : nil)
+            }
+        }
+        maxBytes = reader.integer("max_bytes", default: maxBytes, in: Self.minimumBytes...(1 << 50))
+        acceptedSample = reader.number("accepted_sample", default: acceptedSample) { value in
+            value >= 0 && value <= 1 ? nil : "must be a fraction of accepted beans in [0, 1] (0.01: one in 100), got \(value)"
+        }
+        jpegQuality = reader.integer("jpeg_quality", default: jpegQuality, in: 1...100)
+        queue = reader.integer("queue", default: queue, in: 1...65_536)
+    }
+
+    /// The spool directory: `directory`, or `spool` in the state directory.
+    public func directory(stateDirectory: String) -> String {
+        directory ?? (stateDirectory.hasSuffix("/") ? stateDirectory + "spool" : stateDirectory + "/spool")
+    }
+
+    var renderedKeys: [String] {
+        var keys = ["enabled = \(enabled)"]
+        if let directory { keys.append("directory = \(TOMLText.string(directory))") }
+        keys += ["max_bytes = \(maxBytes)", "accepted_sample = \(acceptedSample)", "jpeg_quality = \(jpegQuality)",
+                 "queue = \(queue)"]
         return keys
     }
 }

@@ -27,7 +27,10 @@ import Synchronization
 /// - `decide`: the only writer of `FailSafe` and `InspectionStatistics`. Applies the fail-safe to
 ///   beans not scored before their eject time, publishes rejects to the stream and journald, logs
 ///   the 10 s summaries and publishes status. Every ejected bean goes to the reject stream; every
-///   ejected bean except fail-safe (unscored) ones gets its own journald entry.
+///   ejected bean except fail-safe (unscored) ones gets its own journald entry. Offers each decided
+///   bean's crop to the `CropSpool` (sampling and a drop-newest push; never a wait).
+/// - `spool` (`CropSpool`): encodes and writes the kept crops under the size cap; a full queue drops
+///   crops (counted), never decisions.
 ///
 /// Every loop beats its `LivenessRegistry` token at least once per 250 ms of idle waiting.
 public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
@@ -60,6 +63,7 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
     private let thresholdBook: Mutex<ThresholdBook?>
     private let config: Mutex<DaemonConfig>
     private let cameras: [CameraRuntime]
+    private let spool: CropSpool
     private let lostOutcomes = Atomic<UInt64>(0)
     private let visionErrors = Atomic<UInt64>(0)
     private let scoringErrors = Atomic<UInt64>(0)
@@ -111,6 +115,30 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
         // The config checks make every field valid; the fallback only guards against a future gap.
         policy = Mutex(initialPolicy ?? (try? DecisionPolicy()) ?? Self.unreachablePolicy())
         cameras = config.cameras.map { CameraRuntime(config: $0) }
+        spool = CropSpool(settings: Self.spoolSettings(config)) { event in
+            switch event {
+            case .scanned(let files, let bytes, let temporaries, let evicted):
+                logger.info("spool scanned", metadata: [
+                    "spool.files": "\(files)", "spool.bytes": "\(bytes)",
+                    "spool.removed_temporaries": "\(temporaries)", "spool.evicted": "\(evicted)",
+                ])
+            case .failing(let reason):
+                logger.error("spool cannot write crops; decisions continue (logged once per state change, counted in status)",
+                             metadata: ["error": "\(reason)"])
+            case .recovered(let failures):
+                logger.notice("spool writes crops again", metadata: ["spool.failures": "\(failures)"])
+            }
+        }
+    }
+
+    static func spoolSettings(_ config: DaemonConfig) -> SpoolSettings {
+        var settings = SpoolSettings(directory: config.spool.directory(stateDirectory: config.daemon.stateDirectory))
+        settings.enabled = config.spool.enabled
+        settings.maxBytes = Int64(config.spool.maxBytes)
+        settings.acceptedFraction = config.spool.acceptedSample
+        settings.jpegQuality = config.spool.jpegQuality
+        settings.queueCapacity = config.spool.queue
+        return settings
     }
 
     private static func unreachablePolicy() -> DecisionPolicy {
@@ -128,6 +156,7 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
             ])
         }
         publishScoringStatus()
+        spool.start()
         let cropSize = scoring.current.engine?.model.inputSize?.width
         for camera in cameras {
             startCamera(camera, cropSize: camera.config.cropSize ?? cropSize ?? 64)
@@ -316,7 +345,10 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
                 statistics.record(record, now: now)
                 beansSinceSummary += 1
                 if record.verdict == .accept { acceptedSinceSummary += 1 }
-                if let event = RejectEvent(record: record) {
+                let decidedAt = RejectEvent.wallClockNow()
+                let cropPath = spool.offer(record, crop: outcome.bean.crop, unixMicroseconds: decidedAt)
+                if var event = RejectEvent(record: record, unixMicroseconds: decidedAt) {
+                    event.crop = cropPath?.relativePath
                     publishReject(event)
                     // Fail-safe ejections are logged in aggregate (below), not per bean: under
                     // overload they would flood the journal exactly when the machine is busiest.
@@ -390,6 +422,7 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
         let lost = lostOutcomes.load(ordering: .relaxed)
         let visionErrors = visionErrors.load(ordering: .relaxed)
         let scoringErrors = scoringErrors.load(ordering: .relaxed)
+        let spoolFigures = spool.figures()
         publishScoringStatus()
         status.update { status in
             status.beansTotal = snapshot.beansTotal
@@ -409,6 +442,7 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
                 latencyP50Milliseconds: snapshot.latencyP50Microseconds.map { Double($0) / 1000 },
                 latencyP99Milliseconds: snapshot.latencyP99Microseconds.map { Double($0) / 1000 },
                 queues: snapshot.queues, lostOutcomes: lost, visionErrors: visionErrors, scoringErrors: scoringErrors)
+            status.spool = spoolFigures
         }
     }
 
@@ -431,6 +465,7 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
         policy.withLock { $0 = updated }
         thresholdBook.withLock { $0 = book }
         config.withLock { $0 = new }
+        spool.update(Self.spoolSettings(new))
         publishScoringStatus()
     }
 
@@ -478,6 +513,8 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
         decideQueue.close()
         decideClosed.store(true, ordering: .releasing)
         let drained = finished.wait(timeout: remaining()) == .success
+        // After the decisions: the crops of the last beans are queued by then.
+        spool.stop(until: remaining())
         let snapshot = statistics.snapshot()
         logger.notice("pipeline drained", metadata: [
             "complete": "\(drained)", "beans": "\(snapshot.beansTotal)", "rejects": "\(snapshot.ejectedTotal)",

@@ -58,6 +58,8 @@ public struct DaemonStatus: Equatable, Sendable {
     /// `ok`, or `fail-safe: <why>` while no encoder or store can score; nil without a pipeline.
     public var scoring: String?
     public var inspection: Inspection?
+    /// The reject crop spool's figures; nil without a pipeline.
+    public var spool: SpoolFigures?
 
     /// The pipeline's figures beyond the contract's minimum.
     public struct Inspection: Equatable, Sendable {
@@ -165,6 +167,19 @@ public final class StatusRegistry: Sendable {
                              ("high_water", .int(Int64(queue.highWater))), ("dropped", .int(Int64(queue.dropped)))])
                 })
             } ?? .null),
+            ("spool", status.spool.map(Self.spoolJSON) ?? .null),
+        ])
+    }
+
+    static func spoolJSON(_ spool: SpoolFigures) -> JSONValue {
+        .object([
+            ("enabled", .bool(spool.enabled)), ("directory", .string(spool.directory)), ("state", .string(spool.state)),
+            ("files", .optional(spool.files)), ("bytes", spool.bytes.map { .int($0) } ?? .null), ("max_bytes", .int(spool.maxBytes)),
+            ("accepted_sample", .double(spool.acceptedFraction)), ("written", .int(Int64(clamping: spool.written))),
+            ("dropped", .int(Int64(clamping: spool.dropped))), ("errors", .int(Int64(clamping: spool.errors))),
+            ("evicted", .int(Int64(clamping: spool.evicted))), ("last_error", .optional(spool.lastError)),
+            ("queue", .object([("depth", .int(Int64(spool.queue.depth))), ("capacity", .int(Int64(spool.queue.capacity))),
+                               ("high_water", .int(Int64(spool.queue.highWater)))])),
         ])
     }
 
@@ -182,6 +197,7 @@ public final class StatusRegistry: Sendable {
                     + shown(inspection.latencyP99Milliseconds) { String(Double(Int($0 * 10)) / 10) + " ms" }
             } ?? "")
             + (status.scoring.map { $0 == "ok" ? "" : "; FAIL-SAFE (no encoder or store)" } ?? "")
+            + (status.spool.map { $0.state.hasPrefix("failing") ? "; spool failing" : "" } ?? "")
     }
 
     static func duration(_ seconds: Double) -> String {

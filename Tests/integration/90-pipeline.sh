@@ -103,7 +103,7 @@ belt_speed = 400
         check(not os.path.exists(os.path.join(d, "thresholds")), "no thresholds file before any set-threshold")
 
         # ---------------------------------------------------- run 1: one pass, hot reload midway
-        cfg = config(d, model, store, photo, camera_extra="fps = 30\nbelt_speed = 300\nloop = false")
+        cfg = config(d, model, store, photo, camera_extra="fps = 30\nbelt_speed = 300\nloop = false\nejector_distance_m = 0.4")
         with Daemon(cfg) as daemon:
             wait_ready(daemon)
             reference = Consumer(os.path.join(d, "rejects.sock"))

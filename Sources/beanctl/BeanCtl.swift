@@ -11,7 +11,7 @@ struct BeanCtl: ParsableCommand {
         version: BeandVersion.string,
         subcommands: [
             Status.self, Watch.self, Tail.self, Ping.self, Version.self, Reload.self, SetCommand.self,
-            Store.self, ModelCommand.self, Segment.self,
+            Store.self, ModelCommand.self, Segment.self, Train.self,
             Bench.self,
         ]
     )

@@ -195,7 +195,7 @@ enum CropCacheFile {
                 break
             }
         }
-        try AtomicFile.write(Data(out), to: path)
+        try writeAtomically(Data(out), to: path)
     }
 }
 

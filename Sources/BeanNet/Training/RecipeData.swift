@@ -84,14 +84,15 @@ public struct CropTensorizer: Sendable {
         return out
     }
 
-    /// Each crop with its own random augmentation drawn from `rng`.
-    public func batch(_ images: CropImages, indices: [Int], augmentation: Augmentation, rng: inout SeededRandom) -> Tensor {
+    /// Each crop with its own random augmentation drawn from `rng`; `pose` fixes the mirroring.
+    public func batch(_ images: CropImages, indices: [Int], augmentation: Augmentation, rng: inout SeededRandom,
+                      pose fixedPose: Int? = nil) -> Tensor {
         let s = images.size
         var out = Tensor(zeros: [indices.count, 3, s, s])
         out.data.withUnsafeMutableBufferPointer { dst in
             guard let base = dst.baseAddress else { return }
             for (k, i) in indices.enumerated() {
-                let pose = augmentation.flips ? Int(rng.next() & 3) : 0
+                let pose = fixedPose ?? (augmentation.flips ? Int(rng.next() & 3) : 0)
                 let b = 1 + (rng.uniform() * 2 - 1) * augmentation.brightness
                 let g = (b * (1 + (rng.uniform() * 2 - 1) * augmentation.colour),
                          b * (1 + (rng.uniform() * 2 - 1) * augmentation.colour),

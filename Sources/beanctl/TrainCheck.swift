@@ -16,10 +16,13 @@ struct FoldCheck {
         var auc: Double
         var recallAtGoodRejected: [(rate: Double, recall: Double)]
         var classAccuracy: Double
+        /// Macro F1 over the classes present among the held-out photos (photo = usable side).
+        var macroF1: Double
 
         func summary(title: String) -> String {
             var lines = [title]
-            lines.append(String(format: "  beans %d (good %d), ROC AUC %.4f, photo class accuracy %.3f", beans, goodBeans, auc, classAccuracy))
+            lines.append(String(format: "  beans %d (good %d), ROC AUC %.4f, photo class accuracy %.3f, macro F1 %.3f",
+                                beans, goodBeans, auc, classAccuracy, macroF1))
             for (rate, recall) in recallAtGoodRejected {
                 lines.append(String(format: "  defect recall at %.0f %% good rejected: %.3f", rate * 100, recall))
             }
@@ -33,6 +36,7 @@ struct FoldCheck {
         let n = storeLabels.count
         var beanScore: [Int: Double] = [:]
         var correct = 0
+        var truePositive: [String: Int] = [:], predicted: [String: Int] = [:], actual: [String: Int] = [:]
         let queryCount = beans.count
         for q in 0..<queryCount {
             var sims = [(Float, Int)]()
@@ -53,15 +57,25 @@ struct FoldCheck {
             }
             let score = weightAll > 0 ? weightDefect / weightAll : 0
             beanScore[beans[q]] = max(beanScore[beans[q]] ?? 0, score)
-            if votes.max(by: { $0.value < $1.value })?.key == beanLabels(beans[q]) { correct += 1 }
+            let guess = votes.max(by: { $0.value < $1.value })?.key ?? ""
+            let truth = beanLabels(beans[q])
+            predicted[guess, default: 0] += 1
+            actual[truth, default: 0] += 1
+            if guess == truth { correct += 1; truePositive[truth, default: 0] += 1 }
         }
         var good: [Double] = [], defect: [Double] = []
         for (bean, score) in beanScore where bean >= 0 {
             if beanLabels(bean) == Label.normal.name { good.append(score) } else { defect.append(score) }
         }
+        let f1s = actual.keys.map { label -> Double in
+            let tp = Double(truePositive[label] ?? 0)
+            let denominator = Double(predicted[label] ?? 0) + Double(actual[label] ?? 0)
+            return denominator > 0 ? 2 * tp / denominator : 0
+        }
         return Result(beans: beanScore.count, goodBeans: good.count, auc: Self.auc(good: good, defect: defect),
                       recallAtGoodRejected: [0.01, 0.03, 0.05].map { ($0, Self.recall(good: good, defect: defect, rate: $0)) },
-                      classAccuracy: queryCount > 0 ? Double(correct) / Double(queryCount) : 0)
+                      classAccuracy: queryCount > 0 ? Double(correct) / Double(queryCount) : 0,
+                      macroF1: f1s.isEmpty ? .nan : f1s.reduce(0, +) / Double(f1s.count))
     }
 
     /// Probability that a defect bean scores above a good one (ties count half).

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BeanCapture
 import BeanCore
 import BeanInspect
 import BeanNet
@@ -10,7 +11,7 @@ import Foundation
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train the bean encoder: self-supervised backbone, then a triplet projection head.",
-        subcommands: [TrainBackbone.self, TrainHead.self]
+        subcommands: [TrainBackbone.self, TrainHead.self, TrainCrops.self]
     )
 }
 
@@ -235,26 +236,33 @@ struct TrainHead: ParsableCommand {
         try checkpoint.restore(into: model.whole, path: backbone)
 
         let beanFolds = try fold.map { _ in try BeanFolds(beans: labelled.beans, folds: folds, seed: seed) }
-        let candidates = fold.flatMap { f in beanFolds?.training(fold: f) } ?? Array(labelled.beans.indices)
-        let chosen = BeanFolds.labelledSubset(of: candidates, beans: labelled.beans, count: labels, seed: seed)
+        // The same candidates and subset as beanctl eval's fold mode: beans of the training folds
+        // with at least one usable photo that gives a crop, drawn with the seed plus the fold.
+        let pool = fold.flatMap { f in beanFolds?.training(fold: f) } ?? Array(labelled.beans.indices)
+        var poolPaths: [String] = []
+        for b in pool { poolPaths += labelled.beans[b].usablePhotos.map(\.path) }
+        guard !poolPaths.isEmpty else { throw TrainError("\(tree): no usable photos to draw labelled beans from") }
+        let loaded = try source.load(poolPaths, what: "labelled photos")
+        let rowOfPath = Dictionary(uniqueKeysWithValues: loaded.paths.enumerated().map { ($1, $0) })
+        let candidates = pool.filter { b in labelled.beans[b].usablePhotos.contains { rowOfPath[$0.path] != nil } }
+        let chosen = BeanFolds.labelledSubset(of: candidates, beans: labelled.beans, count: labels,
+                                              seed: seed &+ UInt64(fold ?? 0))
 
         let classNames = labelled.labels.map(\.name)
-        var photoPaths: [String] = [], photoLabels: [Int] = [], photoBeans: [Int] = []
+        var rows: [Int] = [], photoLabels: [Int] = [], photoBeans: [Int] = []
         for b in chosen {
             let bean = labelled.beans[b]
             for photo in bean.usablePhotos {
-                photoPaths.append(photo.path)
+                guard let row = rowOfPath[photo.path] else { continue }
+                rows.append(row)
                 photoLabels.append(classNames.firstIndex(of: bean.label.name) ?? 0)
                 photoBeans.append(b)
             }
         }
-        guard !photoPaths.isEmpty else { throw TrainError("\(tree): the \(chosen.count) chosen beans have no usable photos") }
-        let loaded = try source.load(photoPaths, what: "labelled photos")
-        let kept = Dictionary(uniqueKeysWithValues: photoPaths.enumerated().map { ($1, $0) })
-        let index = loaded.paths.compactMap { kept[$0] }
-        let data = try LabelledCrops(images: try CropImages(size: loaded.size, pixels: loaded.pixels),
-                                     labels: index.map { photoLabels[$0] }, beans: index.map { photoBeans[$0] },
-                                     classNames: classNames)
+        guard !rows.isEmpty else { throw TrainError("\(tree): the \(chosen.count) chosen beans have no usable photo with a crop") }
+        let images = try CropImages(size: loaded.size, pixels: loaded.pixels).subset(rows)
+        let labelledPaths = rows.map { loaded.paths[$0] }
+        let data = try LabelledCrops(images: images, labels: photoLabels, beans: photoBeans, classNames: classNames)
         let perClass = Dictionary(grouping: data.labels, by: { $0 }).map { "\(classNames[$0.key]) \($0.value.count)" }.sorted()
         stderrLine("head: \(chosen.count) labelled beans, \(data.labels.count) usable photos (\(perClass.joined(separator: ", ")))")
 
@@ -275,15 +283,15 @@ struct TrainHead: ParsableCommand {
                                                report.finalLoss, report.activeTripletShare * 100, report.meanPositiveDistance,
                                                report.meanNegativeDistance, report.probeSpread))
 
-        let onnx = try ONNXExport.encoder(trainer.encoder, inputShape: [3, loaded.size, loaded.size], producer: "beanctl train head")
+        let onnx = try ONNXExport.encoder(trainer.encoder, inputShape: [3, images.size, images.size], producer: "beanctl train head")
         try writeAtomically(onnx, to: out)
         let encoder = try EncoderModel.load(path: out)
         print("encoder \(out) (\(encoder.outputDim)-d, \(encoder.parameterCount) parameters, \(onnx.count) bytes, fingerprint \(encoder.fingerprint))")
 
-        let storeVectors = try embedWithRuntime(encoder, loaded)
+        let storeVectors = try embedWithRuntime(encoder, images)
         if let storeOut {
             var draft = GenerationDraft(dimension: encoder.outputDim, metric: .cosine, fingerprint: Array(encoder.fingerprint.utf8))
-            for (row, path) in loaded.paths.enumerated() {
+            for (row, path) in labelledPaths.enumerated() {
                 try draft.append(vectors: Array(storeVectors[row * encoder.outputDim..<(row + 1) * encoder.outputDim]),
                                  labels: [classNames[data.labels[row]]], author: "beanctl train head",
                                  sourceIDs: [stableHash(path)], addedNs: Int64(Date().timeIntervalSince1970 * 1e9))
@@ -299,16 +307,16 @@ struct TrainHead: ParsableCommand {
             for b in test { for photo in labelled.beans[b].usablePhotos { testPaths.append(photo.path); testBeans.append(b) } }
             let testCrops = try source.load(testPaths, what: "held-out photos")
             let beanOfPath = Dictionary(uniqueKeysWithValues: zip(testPaths, testBeans))
-            let queries = try embedWithRuntime(encoder, testCrops)
+            let queries = try embedWithRuntime(encoder, try CropImages(size: testCrops.size, pixels: testCrops.pixels))
             let check = FoldCheck(store: storeVectors, storeLabels: data.labels.map { classNames[$0] }, dim: encoder.outputDim)
             let result = check.score(queries: queries, beans: testCrops.paths.map { beanOfPath[$0] ?? -1 },
                                      beanLabels: { labelled.beans[$0].label.name })
-            print(result.summary(title: "fold \(fold) check (\(test.count) held-out beans, kNN k=\(check.k) on \(loaded.count) labelled vectors)"))
+            print(result.summary(title: "fold \(fold) check (\(test.count) held-out beans, kNN k=\(check.k) on \(images.count) labelled vectors)"))
         }
     }
 
     /// Embeddings by the daemon's runtime (EncoderModel + Preprocessing), [count × dim].
-    func embedWithRuntime(_ model: EncoderModel, _ crops: TrainingCrops) throws -> [Float] {
+    func embedWithRuntime(_ model: EncoderModel, _ crops: CropImages) throws -> [Float] {
         let batch = 32
         let session = try model.makeSession(maxBatch: batch)
         let pre = Preprocessing()
@@ -323,7 +331,8 @@ struct TrainHead: ParsableCommand {
                 guard let inBase = inBuf.baseAddress else { return }
                 for k in 0..<n {
                     let crop = BeanCrop(camera: "train", frameSequence: 0, captured: MonotonicInstant.now(), beanID: UInt64(start + k),
-                                        width: crops.size, height: crops.size, pixels: Array(crops.crop(start + k)))
+                                        width: crops.size, height: crops.size,
+                                        pixels: Array(crops.pixels[(start + k) * crops.bytesPerImage..<(start + k + 1) * crops.bytesPerImage]))
                     pre.write(crop, width: w, height: h, into: inBase + k * perIn)
                 }
                 try output.withUnsafeMutableBufferPointer { outBuf in
@@ -342,4 +351,59 @@ func stableHash(_ text: String) -> UInt64 {
     var h: UInt64 = 0xcbf2_9ce4_8422_2325
     for byte in text.utf8 { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
     return h
+}
+
+// MARK: crops
+
+struct TrainCrops: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "crops",
+        abstract: "Write the crop the encoder sees of every photo of a tree, as PNG, in the same layout.",
+        discussion: """
+            Each photo under --tree becomes OUT/<same relative path>.png, the oriented, masked crop the \
+            daemon would make; a photo without a crop is linked to the original (so a labelled tree \
+            keeps every bean); the per-class side files (*.txt) are copied. Eval and train runs on \
+            the crop tree skip segmentation.
+            """
+    )
+
+    @Option(help: ArgumentHelp("Tree of photos.", valueName: "dir")) var tree: String
+    @Option(help: ArgumentHelp("Where to write the crop tree.", valueName: "dir")) var out: String
+    @OptionGroup var source: CropSourceOptions
+
+    func run() throws {
+        let files = try TrainingCrops.imageFiles(under: [tree])
+        let crops = try source.load(files, what: "photos")
+        let root = (tree as NSString).standardizingPath
+        func relative(_ path: String) -> String {
+            let standard = (path as NSString).standardizingPath
+            return standard.hasPrefix(root + "/") ? String(standard.dropFirst(root.count + 1)) : (standard as NSString).lastPathComponent
+        }
+        let fm = FileManager.default
+        for (row, path) in crops.paths.enumerated() {
+            let target = (out as NSString).appendingPathComponent((relative(path) as NSString).deletingPathExtension + ".png")
+            try fm.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            let frame = Frame(camera: "crop", sequence: 0, captured: MonotonicInstant.now(), width: crops.size, height: crops.size,
+                              format: .rgb24, pixels: Array(crops.crop(row)))
+            try ImageCodec.write(frame, to: target)
+        }
+        for (path, _) in crops.skipped {
+            let target = (out as NSString).appendingPathComponent(relative(path))
+            try fm.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try? fm.removeItem(atPath: target)
+            try fm.createSymbolicLink(atPath: target, withDestinationPath: (path as NSString).standardizingPath)
+        }
+        var sideFiles = 0
+        if let enumerator = fm.enumerator(atPath: tree) {
+            while let next = enumerator.nextObject() as? String {
+                guard (next as NSString).pathExtension.lowercased() == "txt" else { continue }
+                let target = (out as NSString).appendingPathComponent(next)
+                try? fm.removeItem(atPath: target)
+                try fm.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try fm.copyItem(atPath: (tree as NSString).appendingPathComponent(next), toPath: target)
+                sideFiles += 1
+            }
+        }
+        print("\(crops.count) crops, \(crops.skipped.count) photos without a crop (linked), \(sideFiles) side files → \(out)")
+    }
 }

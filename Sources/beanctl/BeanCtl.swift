@@ -11,7 +11,8 @@ struct BeanCtl: ParsableCommand {
         version: BeandVersion.string,
         subcommands: [
             Status.self, Watch.self, Tail.self, Ping.self, Version.self, Reload.self, SetCommand.self,
-            Store.self, ModelCommand.self, Segment.self, Train.self,
+            Store.self, ModelCommand.self, Segment.self,
+            Enroll.self, Eval.self, Train.self,
             Bench.self,
         ]
     )

@@ -1,0 +1,218 @@
+/// Measures of a sorter that rejects beans whose reject score is high: the figures `beanctl eval`
+/// reports. Defect is the positive class throughout; good beans are the negatives.
+///
+/// Reject rule for a threshold t: a bean is rejected when its score is **strictly above** t. So
+/// good beans tied with the threshold stay accepted, and "at most r of the good beans rejected"
+/// can be met exactly even with tied scores.
+public enum SorterMetrics {
+    /// ROC AUC as the Mann-Whitney statistic: the probability that a random defect bean scores
+    /// higher than a random good bean, ties counting one half. Nil when either class is empty.
+    public static func rocAUC(defect: [Double], good: [Double]) -> Double? {
+        guard !defect.isEmpty, !good.isEmpty else { return nil }
+        // Average ranks over the pooled scores, then U = rank sum of defects − n(n+1)/2.
+        let pooled = (defect.map { ($0, true) } + good.map { ($0, false) }).sorted { $0.0 < $1.0 }
+        var rankSum = 0.0
+        var start = 0
+        while start < pooled.count {
+            var end = start
+            while end + 1 < pooled.count && pooled[end + 1].0 == pooled[start].0 { end += 1 }
+            let averageRank = Double(start + end + 2) / 2
+            for i in start...end where pooled[i].1 { rankSum += averageRank }
+            start = end + 1
+        }
+        let n = Double(defect.count), m = Double(good.count)
+        return (rankSum - n * (n + 1) / 2) / (n * m)
+    }
+
+    /// The lowest threshold that rejects at most `rate` of the good beans: the score of the
+    /// (⌊rate·n⌋+1)-th highest good bean, so at most ⌊rate·n⌋ good beans are strictly above it.
+    /// −∞ (reject everything) when the rate allows all good beans; nil without good beans.
+    public static func threshold(good: [Double], rejectingAtMost rate: Double) -> Double? {
+        guard !good.isEmpty else { return nil }
+        // The small slack keeps 0.03 × 100 from flooring to 2 after rounding.
+        let allowed = Int((rate * Double(good.count) + 1e-9).rounded(.down))
+        guard allowed < good.count else { return -.infinity }
+        let descending = good.sorted(by: >)
+        return descending[allowed]
+    }
+
+    /// Fraction of `scores` strictly above `threshold`; nil when empty.
+    public static func fractionAbove(_ scores: [Double], threshold: Double) -> Double? {
+        guard !scores.isEmpty else { return nil }
+        return Double(scores.filter { $0 > threshold }.count) / Double(scores.count)
+    }
+
+    /// Binary counts when every bean scoring strictly above `threshold` is rejected.
+    public static func counts(defect: [Double], good: [Double], threshold: Double) -> BinaryCounts {
+        let tp = defect.filter { $0 > threshold }.count
+        let fp = good.filter { $0 > threshold }.count
+        return BinaryCounts(truePositives: tp, falsePositives: fp, falseNegatives: defect.count - tp,
+                            trueNegatives: good.count - fp)
+    }
+
+    /// ROC curve: (false-positive rate, true-positive rate) at every distinct threshold, from
+    /// (0, 0) (reject nothing) to (1, 1) (reject everything).
+    public static func rocCurve(defect: [Double], good: [Double]) -> [(fpr: Double, tpr: Double)] {
+        guard !defect.isEmpty, !good.isEmpty else { return [] }
+        var points: [(fpr: Double, tpr: Double)] = [(0, 0)]
+        for (tp, fp) in cumulativeCounts(defect: defect, good: good) {
+            points.append((Double(fp) / Double(good.count), Double(tp) / Double(defect.count)))
+        }
+        return points
+    }
+
+    /// Precision-recall curve: (recall, precision) at every distinct threshold, from the strictest
+    /// to rejecting everything.
+    public static func precisionRecallCurve(defect: [Double], good: [Double]) -> [(recall: Double, precision: Double)] {
+        guard !defect.isEmpty else { return [] }
+        return cumulativeCounts(defect: defect, good: good).map { tp, fp in
+            (Double(tp) / Double(defect.count), tp + fp == 0 ? 1 : Double(tp) / Double(tp + fp))
+        }
+    }
+
+    /// (defects rejected, good rejected) when the threshold is lowered past each distinct score in
+    /// turn, highest first (tied scores enter together).
+    private static func cumulativeCounts(defect: [Double], good: [Double]) -> [(Int, Int)] {
+        let pooled = (defect.map { ($0, true) } + good.map { ($0, false) }).sorted { $0.0 > $1.0 }
+        var result: [(Int, Int)] = []
+        var tp = 0, fp = 0, i = 0
+        while i < pooled.count {
+            let score = pooled[i].0
+            while i < pooled.count && pooled[i].0 == score {
+                if pooled[i].1 { tp += 1 } else { fp += 1 }
+                i += 1
+            }
+            result.append((tp, fp))
+        }
+        return result
+    }
+}
+
+/// Counts of a binary decision with defect as the positive class.
+public struct BinaryCounts: Sendable, Hashable {
+    public var truePositives: Int
+    public var falsePositives: Int
+    public var falseNegatives: Int
+    public var trueNegatives: Int
+
+    public init(truePositives: Int, falsePositives: Int, falseNegatives: Int, trueNegatives: Int) {
+        self.truePositives = truePositives
+        self.falsePositives = falsePositives
+        self.falseNegatives = falseNegatives
+        self.trueNegatives = trueNegatives
+    }
+
+    /// From per-bean (is defect, rejected) pairs.
+    public init(_ outcomes: [(isDefect: Bool, rejected: Bool)]) {
+        var c = BinaryCounts(truePositives: 0, falsePositives: 0, falseNegatives: 0, trueNegatives: 0)
+        for o in outcomes {
+            switch (o.isDefect, o.rejected) {
+            case (true, true): c.truePositives += 1
+            case (false, true): c.falsePositives += 1
+            case (true, false): c.falseNegatives += 1
+            case (false, false): c.trueNegatives += 1
+            }
+        }
+        self = c
+    }
+
+    /// 0 when nothing was rejected (the scikit-learn `zero_division=0` convention).
+    public var precision: Double { ratio(truePositives, truePositives + falsePositives) }
+    /// Defect recall; 0 without defects.
+    public var recall: Double { ratio(truePositives, truePositives + falseNegatives) }
+    /// Good beans rejected; 0 without good beans.
+    public var falsePositiveRate: Double { ratio(falsePositives, falsePositives + trueNegatives) }
+    public var f1: Double { f1Score(truePositives: truePositives, falsePositives: falsePositives, falseNegatives: falseNegatives) }
+}
+
+func ratio(_ a: Int, _ b: Int) -> Double { b == 0 ? 0 : Double(a) / Double(b) }
+
+/// 2·TP / (2·TP + FP + FN), the harmonic mean of precision and recall; 0 when all terms are 0.
+func f1Score(truePositives tp: Int, falsePositives fp: Int, falseNegatives fn: Int) -> Double {
+    ratio(2 * tp, 2 * tp + fp + fn)
+}
+
+/// True label × predicted label counts. Predicted labels may include names that are no true
+/// label (e.g. "(anomaly)" for a one-class reject, "(unknown)"); they count against precision of
+/// nothing and against recall of the true label.
+public struct ConfusionMatrix: Sendable, Equatable {
+    public struct ClassScores: Sendable, Equatable {
+        public var precision: Double
+        public var recall: Double
+        public var f1: Double
+        /// Samples whose true label this is.
+        public var support: Int
+        /// Samples predicted as this label.
+        public var predicted: Int
+    }
+
+    /// Rows: true labels, sorted by name.
+    public let trueLabels: [String]
+    /// Columns: the true labels in the same order, then any other predicted names, sorted.
+    public let predictedLabels: [String]
+    /// `counts[row][column]`.
+    public let counts: [[Int]]
+
+    public init(pairs: [(truth: String, predicted: String)]) {
+        let truths = Array(Set(pairs.map(\.truth))).sorted()
+        let extra = Array(Set(pairs.map(\.predicted)).subtracting(truths)).sorted()
+        let columns = truths + extra
+        let rowIndex = Dictionary(uniqueKeysWithValues: truths.enumerated().map { ($1, $0) })
+        let columnIndex = Dictionary(uniqueKeysWithValues: columns.enumerated().map { ($1, $0) })
+        var counts = [[Int]](repeating: [Int](repeating: 0, count: columns.count), count: truths.count)
+        for pair in pairs {
+            if let r = rowIndex[pair.truth], let c = columnIndex[pair.predicted] { counts[r][c] += 1 }
+        }
+        self.trueLabels = truths
+        self.predictedLabels = columns
+        self.counts = counts
+    }
+
+    public var total: Int { counts.reduce(0) { $0 + $1.reduce(0, +) } }
+
+    /// Precision, recall and F1 of each true label (one-vs-rest), by label name.
+    public var perClass: [String: ClassScores] {
+        var result: [String: ClassScores] = [:]
+        for (r, label) in trueLabels.enumerated() {
+            let tp = counts[r][r]
+            let support = counts[r].reduce(0, +)
+            let predicted = counts.reduce(0) { $0 + $1[r] }
+            result[label] = ClassScores(precision: ratio(tp, predicted), recall: ratio(tp, support),
+                                        f1: f1Score(truePositives: tp, falsePositives: predicted - tp,
+                                                    falseNegatives: support - tp),
+                                        support: support, predicted: predicted)
+        }
+        return result
+    }
+
+    /// Unweighted mean of the per-class F1 over the true labels; nil when empty.
+    public var macroF1: Double? {
+        guard !trueLabels.isEmpty else { return nil }
+        let scores = perClass
+        return trueLabels.reduce(0.0) { $0 + (scores[$1]?.f1 ?? 0) } / Double(trueLabels.count)
+    }
+
+    /// Fraction of samples on the diagonal.
+    public var accuracy: Double {
+        ratio(trueLabels.indices.reduce(0) { $0 + counts[$1][$1] }, total)
+    }
+}
+
+/// Summary of one figure over folds.
+public struct Spread: Sendable, Equatable {
+    public var mean: Double
+    /// Sample standard deviation (n − 1); 0 for a single value.
+    public var standardDeviation: Double
+    public var minimum: Double
+    public var maximum: Double
+
+    public init?(_ values: [Double]) {
+        guard !values.isEmpty else { return nil }
+        let n = Double(values.count)
+        mean = values.reduce(0, +) / n
+        let m = mean
+        standardDeviation = values.count > 1 ? (values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / (n - 1)).squareRoot() : 0
+        minimum = values.min() ?? 0
+        maximum = values.max() ?? 0
+    }
+}

@@ -7,7 +7,8 @@ import SwiftProtobuf
 public enum ONNXExport {
     public static let opset: Int64 = 17
 
-    /// `inputShape` is the per-sample [C, H, W] (or [D] for a vector network).
+    /// `inputShape` is the per-sample [C, H, W] (or [D] for a vector network); it must be one the
+    /// network accepts (the export runs one inference forward on it to declare the output shape).
     public static func encoder(_ net: Layer, inputShape: [Int], producer: String = "beand-train",
                                inputName: String = "input", outputName: String = "embedding") throws -> Data {
         var b = GraphBuilder()
@@ -25,27 +26,28 @@ public enum ONNXExport {
         g.node = b.nodes
         g.initializer = b.initializers
         g.input = [valueInfo(inputName, dims: [nil] + inputShape.map { Int64($0) })]
-        g.output = [valueInfo(outputName, dims: nil)]
+        // The declared output shape comes from one inference forward of a zero sample (no layer
+        // caches or updates statistics when `training` is false).
+        let probe = net.forward(Tensor(zeros: [1] + inputShape), training: false)
+        g.output = [valueInfo(outputName, dims: [nil] + probe.shape.dropFirst().map { Int64($0) })]
         m.graph = g
         do { return try m.serializedData() } catch {
             throw ModelError(.invalid, "ONNX export: cannot serialise the model: \(error)")
         }
     }
 
-    static func valueInfo(_ name: String, dims: [Int64?]?) -> Onnx_ValueInfoProto {
+    static func valueInfo(_ name: String, dims: [Int64?]) -> Onnx_ValueInfoProto {
         var vi = Onnx_ValueInfoProto()
         vi.name = name
         var tt = Onnx_TypeProto.Tensor()
         tt.elemType = Int32(Onnx_TensorProto.DataType.float.rawValue)
-        if let dims {
-            var shape = Onnx_TensorShapeProto()
-            shape.dim = dims.map { d in
-                var dim = Onnx_TensorShapeProto.Dimension()
-                if let d { dim.dimValue = d } else { dim.dimParam = "N" }
-                return dim
-            }
-            tt.shape = shape
+        var shape = Onnx_TensorShapeProto()
+        shape.dim = dims.map { d in
+            var dim = Onnx_TensorShapeProto.Dimension()
+            if let d { dim.dimValue = d } else { dim.dimParam = "N" }
+            return dim
         }
+        tt.shape = shape
         vi.type.tensorType = tt
         return vi
     }

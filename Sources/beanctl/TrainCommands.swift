@@ -215,6 +215,8 @@ struct TrainHead: ParsableCommand {
     @Option(help: "Optimiser steps.") var steps: Int = HeadOptions().steps
     @Option(name: .customLong("lr"), help: "Adam learning rate.") var learningRate: Float = HeadOptions().learningRate
     @Option(help: "Triplet margin.") var margin: Float = HeadOptions().margin
+    @Option(name: .customLong("classification-weight"), help: "Weight of the auxiliary cross-entropy on a linear classifier over the embedding (0 = triplet loss alone).")
+    var classificationWeight: Float = HeadOptions().classificationWeight
     @Flag(name: .customLong("freeze-trunk"), help: "Train the MLP head only (default: also fine-tune the trunk's last stage).")
     var freezeTrunk = false
     @Option(name: .customLong("store-out"), help: ArgumentHelp("Also write a vector store of the labelled beans' usable photos.", valueName: "dir"))
@@ -271,6 +273,7 @@ struct TrainHead: ParsableCommand {
         options.steps = steps
         options.learningRate = learningRate
         options.margin = margin
+        options.classificationWeight = classificationWeight
         options.fineTuneLastStage = !freezeTrunk
         options.seed = seed &+ 17
         let wallStart = Date(), cpuStart = cpuSeconds()

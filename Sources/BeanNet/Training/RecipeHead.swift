@@ -41,7 +41,12 @@ public struct HeadOptions: Sendable, Equatable {
     /// `guardEvery` steps; below `collapseDistance` it restores the last healthy state and halves
     /// the learning rate.
     public var guardEvery = 50
-    public var collapseDistance: Float = 0.2
+    public var collapseDistance: Float = 0.1
+    /// Weight of an auxiliary softmax cross-entropy on a linear classifier over the embedding
+    /// (0 = triplet loss alone). Batch-hard mining alone collapsed to one point on these photos
+    /// (loss stuck at the margin); the classifier keeps the classes apart from the first step.
+    /// The classifier is not part of the exported encoder.
+    public var classificationWeight: Float = 1
 
     public init() {}
 
@@ -78,6 +83,10 @@ public final class HeadTrainer {
     public let frozen: Sequential
     /// What learns: the fine-tuned last stage (when chosen) and the MLP head ending in L2Normalize.
     public let trainable: Sequential
+    /// Auxiliary classifier on the embedding (training only).
+    let classifier: Linear
+    /// Everything the optimiser updates, for snapshots.
+    private let learning: Sequential
     private var optimiser: Adam
     private var random: SeededRandom
     private var features: [Float] = []
@@ -95,6 +104,8 @@ public final class HeadTrainer {
         let tail = Array(trunk.layers[split...])
         trainable = Sequential(tail + [GlobalAvgPool(), Flatten(), Linear(top, options.hidden, rng: &rng), ReLU(),
                                        Linear(options.hidden, options.embedding, rng: &rng), L2Normalize()] as [Layer])
+        classifier = Linear(options.embedding, max(data.classNames.count, 1), rng: &rng)
+        learning = Sequential([trainable, classifier])
         optimiser = Adam(learningRate: options.learningRate, weightDecay: options.weightDecay)
         random = SeededRandom(seed: options.seed &+ 0x7121)
         views = 4 * options.copiesPerPose
@@ -185,14 +196,14 @@ public final class HeadTrainer {
         return pairs > 0 ? Float(sum / Double(pairs)) : 0
     }
 
-    private func snapshot() -> [[Float]] { trainable.namedState(prefix: "").map { $0.1.value } }
+    private func snapshot() -> [[Float]] { learning.namedState(prefix: "").map { $0.1.value } }
     private func restore(_ values: [[Float]]) {
-        for (p, v) in zip(trainable.namedState(prefix: "").map(\.1), values) { p.value = v }
+        for (p, v) in zip(learning.namedState(prefix: "").map(\.1), values) { p.value = v }
     }
 
     /// Trains for `options.steps`; `progress` sees (step, steps, running loss).
     public func train(progress: (Int, Int, Float) -> Void = { _, _, _ in }, log: (String) -> Void = { _ in }) throws -> HeadReport {
-        let params = trainable.parameters
+        let params = learning.parameters
         var healthy = (values: snapshot(), optimiser: optimiser, step: 0)
         var events: [String] = []
         var running: Float = 0
@@ -203,7 +214,14 @@ public final class HeadTrainer {
             let (picks, labels) = sampleBatch()
             optimiser.zeroGrad(params)
             let z = trainable.forward(featureBatch(picks), training: true)
-            let (loss, grad, stats) = Loss.tripletBatchHard(z, labels: labels, margin: options.margin)
+            var (loss, grad, stats) = Loss.tripletBatchHard(z, labels: labels, margin: options.margin)
+            if options.classificationWeight > 0 {
+                let logits = classifier.forward(z, training: true)
+                let (ce, dLogits) = Self.softmaxCrossEntropy(logits, labels: labels)
+                let dz = classifier.backward(dLogits)
+                for i in grad.data.indices { grad.data[i] += options.classificationWeight * dz.data[i] }
+                loss += options.classificationWeight * ce
+            }
             _ = trainable.backward(grad)
             optimiser.step(params)
             step += 1
@@ -236,6 +254,26 @@ public final class HeadTrainer {
                           meanPositiveDistance: lastStats.meanPositiveDistance,
                           meanNegativeDistance: lastStats.meanNegativeDistance,
                           probeSpread: probeSpread(), guardEvents: events)
+    }
+}
+
+extension HeadTrainer {
+    /// Mean softmax cross-entropy of rows of `logits` [N, C] against `labels`, and its gradient.
+    static func softmaxCrossEntropy(_ logits: Tensor, labels: [Int]) -> (loss: Float, grad: Tensor) {
+        let n = logits.shape[0], c = logits.shape[1]
+        var grad = [Float](repeating: 0, count: n * c)
+        var total = 0.0
+        for r in 0..<n {
+            let row = logits.data[r * c..<(r + 1) * c]
+            let top = row.max() ?? 0
+            let sum = row.reduce(Float(0)) { $0 + expf($1 - top) }
+            let logZ = top + logf(sum)
+            total += Double(logZ - logits.data[r * c + labels[r]])
+            for j in 0..<c {
+                grad[r * c + j] = (expf(logits.data[r * c + j] - logZ) - (j == labels[r] ? 1 : 0)) / Float(n)
+            }
+        }
+        return (Float(total / Double(max(n, 1))), Tensor(shape: logits.shape, data: grad))
     }
 }
 

@@ -3,7 +3,7 @@
 # from the Mindforge photos beside the project, with release binaries, and prints the wall and CPU
 # time of the whole procedure. MODEL_CARD.md describes the result.
 #   DATA   photos (default ../shared/data/mindforge)      WORK  scratch dir (default /tmp/beand-train-default)
-#   EPOCHS backbone epochs (default 4)                     LABELS labelled beans (default 200)
+#   EPOCHS backbone epochs (default 4), STEPS_PER_EPOCH (default 50; 0 = all crops)   LABELS labelled beans (default 200)
 #   OUT    where encoder.onnx and store/ go (default Config/model)
 set -euo pipefail
 ROOT="${BEAND_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
@@ -11,6 +11,7 @@ BIN="${BEAND_BIN:-$ROOT/.build/release}"
 DATA="${DATA:-$ROOT/../shared/data/mindforge}"
 WORK="${WORK:-/tmp/beand-train-default}"
 EPOCHS="${EPOCHS:-4}"
+STEPS_PER_EPOCH="${STEPS_PER_EPOCH:-50}"
 LABELS="${LABELS:-200}"
 OUT="${OUT:-$ROOT/Config/model}"
 [ -d "$DATA" ] || { echo "no photos at $DATA (see ../shared/data/README.md)" >&2; exit 1; }
@@ -19,7 +20,8 @@ mkdir -p "$WORK" "$OUT"
 CROPS=(--preset mindforge --crop-cache "$WORK/crops.cache")
 start=$(date +%s)
 # Steps run as children, so the shell's `times` adds up their CPU time.
-"$BIN/beanctl" train backbone --crops "$DATA" "${CROPS[@]}" --out "$WORK/backbone" --epochs "$EPOCHS" --seed 1
+"$BIN/beanctl" train backbone --crops "$DATA" "${CROPS[@]}" --out "$WORK/backbone" --epochs "$EPOCHS" \
+  --max-steps-per-epoch "$STEPS_PER_EPOCH" --seed 1
 rm -rf "$OUT/store.new"
 "$BIN/beanctl" train head --tree "$DATA" --labels "$LABELS" --seed 0 --backbone "$WORK/backbone/backbone.ckpt" \
   "${CROPS[@]}" --out "$OUT/encoder.onnx" --store-out "$OUT/store.new"

@@ -34,31 +34,30 @@ fi
 EVAL=("$BIN/beanctl" eval --tree "$WORK/croptree" --folds "$FOLDS" --seed "$SEED" --preset mindforge --json --quiet)
 backbone_onnx="$(dirname "$BACKBONE")/backbone.onnx"
 
-summary() {  # name json-files… → one table row from eval's per_fold entries (fold i of file i)
+summary() {  # name json-files… → one table row: fold i's figures of file i (or one file's pooled figures)
   local name=$1; shift
   "$PY" - "$name" "$@" <<'PYEOF'
 import json, sys
 name, files = sys.argv[1], sys.argv[2:]
-rows = []
-for i, f in enumerate(files):
-    d = json.load(open(f))
-    per = d["folds"]["per_fold"]
-    entry = per[i] if len(files) > 1 else None
-    if entry is None:
-        rows.append((d["roc_auc"], d["recall_at_good_rejected"]["0.01"], d["recall_at_good_rejected"]["0.03"],
-                     d["recall_at_good_rejected"]["0.05"], d["f1"], d.get("macro_f1")))
-        break
-    rows.append((entry["roc_auc"], entry["recall_at_good_rejected"]["0.01"], entry["recall_at_good_rejected"]["0.03"],
-                 entry["recall_at_good_rejected"]["0.05"], entry["f1"], None))
-mean = lambda k: sum(r[k] for r in rows) / len(rows)
-spread = lambda k: (min(r[k] for r in rows), max(r[k] for r in rows))
-mf1 = rows[0][5]
-print(f"| {name} | {mean(0):.3f} ({spread(0)[0]:.3f}–{spread(0)[1]:.3f}) | {mean(1)*100:.0f} % | {mean(2)*100:.0f} % ({spread(2)[0]*100:.0f}–{spread(2)[1]*100:.0f}) | {mean(3)*100:.0f} % | {mean(4):.3f} | "
-      + (f"{mf1:.3f}" if mf1 is not None else "–") + " |")
+def figures(e):
+    r = e["recall_at_good_rejected"]
+    return (e["roc_auc"], r["0.01"], r["0.03"], r["0.05"], e["f1"])
+docs = [json.load(open(f)) for f in files]
+if len(docs) == 1:  # one encoder for all folds: eval's pooled figures, per-fold spread
+    d = docs[0]
+    pooled, per = figures(d), [figures(e) for e in d["folds"]["per_fold"]]
+    mf1 = f"{d['macro_f1']:.3f}"
+else:  # encoder i for fold i: mean over folds of fold i's figures
+    per = [figures(d["folds"]["per_fold"][i]) for i, d in enumerate(docs)]
+    pooled = tuple(sum(p[k] for p in per) / len(per) for k in range(5))
+    mf1 = "–"
+lo = lambda k: min(p[k] for p in per); hi = lambda k: max(p[k] for p in per)
+print(f"| {name} | {pooled[0]:.3f} ({lo(0):.3f}–{hi(0):.3f}) | {pooled[1]*100:.0f} % | {pooled[2]*100:.0f} % ({lo(2)*100:.0f}–{hi(2)*100:.0f}) "
+      f"| {pooled[3]*100:.0f} % | {pooled[4]:.3f} | {mf1} |")
 PYEOF
 }
 
-echo "| method | ROC AUC mean (fold min–max) | recall @1 % good rejected | @3 % (min–max) | @5 % | F1 (policy threshold) | macro F1 (pooled) |"
+echo "| method | ROC AUC (fold min–max) | recall @1 % good rejected | @3 % (fold min–max) | @5 % | F1 (policy threshold) | macro F1 (eval, pooled) |"
 echo "|---|---|---|---|---|---|---|"
 for N in $LABEL_COUNTS; do
   "${EVAL[@]}" --labels-per-fold "$N" --encoder raw >"$OUTDIR/raw-$N.json"
@@ -75,5 +74,7 @@ for N in $LABEL_COUNTS; do
     files+=("$OUTDIR/full-$N-fold$f.json"); oneclass+=("$OUTDIR/oneclass-$N-fold$f.json")
   done
   summary "full method (head per fold), $N labels" "${files[@]}"
+  grep -h "macro F1" "$OUTDIR"/head-"$N"-fold*.txt | sed 's/.*macro F1 \([0-9.]*\).*/\1/' \
+    | awk -v n="$N" '{m += $1; k++} END { if (k) printf "  (full method, %s labels: macro F1 of train head'"'"'s fold check, mean of %d folds: %.3f)\n", n, k, m / k }' >&2
   summary "one-class (full method's encoder, good beans only), $N labels" "${oneclass[@]}"
 done

@@ -42,6 +42,6 @@ struct BeanCtl: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the speed of beand's engines on this machine.",
-        subcommands: [BenchEncoder.self, BenchStore.self, BenchCapture.self, BenchSegment.self]
+        subcommands: [BenchEncoder.self, BenchStore.self, BenchCapture.self, BenchSegment.self, BenchTrain.self]
     )
 }

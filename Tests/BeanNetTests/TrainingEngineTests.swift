@@ -88,6 +88,15 @@ struct TrainingEngineTests {
         #expect(abs(p.value[0] - expected) < 1e-3 && abs(p.value[1] + expected) < 1e-3)
     }
 
+    @Test func gradientClippingBoundsTheGlobalNorm() {
+        let a = Parameter(name: "a", shape: [2], value: [0, 0]), b = Parameter(name: "b", shape: [1], value: [0])
+        a.grad = [3, 0]; b.grad = [4]
+        #expect(clipGradientNorm([a, b], maxNorm: 10) == 5)
+        #expect(a.grad == [3, 0] && b.grad == [4])   // under the bound: untouched
+        #expect(clipGradientNorm([a, b], maxNorm: 1) == 5)
+        #expect(abs(a.grad[0] - 0.6) < 1e-6 && abs(b.grad[0] - 0.8) < 1e-6)
+    }
+
     // MARK: checkpoints
 
     static func makeNet() -> Sequential {
@@ -176,6 +185,13 @@ struct TrainingEngineTests {
         expectError(flipped, containing: "checksum")
         expectError(Data("this is not a checkpoint at all, just text".utf8), containing: "bad magic")
         expectError(Data(), containing: "truncated")
+        // A valid checksum over a header that claims an impossible tensor.
+        var forged = Data(good.prefix(16))
+        let header = #"{"epoch":0,"randomState":"1","metadata":{},"tensors":[{"name":"w","shape":[65536,65536,65536,65536]}],"optimiser":{"learningRate":0.001,"beta1":0.9,"beta2":0.999,"epsilon":1e-8,"weightDecay":0,"steps":0,"moments":[]}}"#
+        forged.replaceSubrange(12..<16, with: withUnsafeBytes(of: UInt32(header.utf8.count).littleEndian) { Data($0) })
+        forged.append(Data(header.utf8))
+        withUnsafeBytes(of: Checkpoint.fnv1a(forged).littleEndian) { forged.append(contentsOf: $0) }
+        expectError(forged, containing: "impossible shape")
 
         do {
             _ = try Checkpoint.read(from: path + ".missing")
@@ -197,6 +213,13 @@ struct TrainingEngineTests {
         do { try ck.restore(into: other, path: path) } catch let e as CheckpointError {
             #expect(e.description.contains(path) && e.description.contains("4.conv1.weight"), "\(e)")
         }
+        // Adam moments of another network are refused too, before anything is overwritten.
+        var foreign = ck
+        foreign.optimiser.m = [[0, 0]]
+        foreign.optimiser.v = [[0, 0]]
+        let before = net.parameters[0].value
+        #expect(throws: CheckpointError.self) { try foreign.restore(into: net, path: path) }
+        #expect(net.parameters[0].value == before)
     }
 
     @Test func checkpointWriteIsAtomicAndLeavesNoTemporaryFile() throws {

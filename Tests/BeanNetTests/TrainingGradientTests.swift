@@ -133,6 +133,13 @@ struct TrainingGradientTests {
         check(Conv2d(2, 2, kernel: 5, stride: 3, padding: 2, rng: &rng), [1, 2, 9, 7])
     }
 
+    /// Inputs narrower than the kernel: windows that lie partly or wholly in the padding.
+    @Test func convOnNarrowInputs() {
+        var rng = SeededRandom(seed: 13)
+        check(Conv2d(2, 3, kernel: 3, stride: 2, padding: 1, rng: &rng), [2, 2, 3, 1])
+        check(Conv2d(2, 2, kernel: 5, stride: 1, padding: 2, rng: &rng), [1, 2, 2, 3])
+    }
+
     @Test func linear() {
         var rng = SeededRandom(seed: 5)
         check(Linear(7, 4, rng: &rng), [3, 7])
@@ -143,6 +150,28 @@ struct TrainingGradientTests {
         bn.gamma.value = [0.5, 1.5, -1]
         bn.beta.value = [0.1, -0.2, 0.3]
         check(bn, [4, 3, 3, 2], scale: 2)
+    }
+
+    @Test func batchNormWithFrozenStatistics() {
+        let bn = BatchNorm2d(3)
+        bn.gamma.value = [0.5, 1.5, -1]
+        bn.runningMean.value = [0.2, -0.1, 0.4]
+        bn.runningVar.value = [0.5, 2, 1.3]
+        bn.freezeStatistics = true
+        check(bn, [4, 3, 3, 2], scale: 2)
+        #expect(bn.runningMean.value == [0.2, -0.1, 0.4] && bn.runningVar.value == [0.5, 2, 1.3])
+    }
+
+    @Test func residualBlockWithFrozenStatistics() {
+        var rng = SeededRandom(seed: 12)
+        let block = ResidualBlock(3, 4, stride: 2, rng: &rng)
+        let bns = batchNormLayers(in: Sequential([block]))
+        #expect(bns.count == 3)
+        for bn in bns {
+            bn.freezeStatistics = true
+            for c in 0..<bn.channels { bn.runningMean.value[c] = rng.normal() * 0.3; bn.runningVar.value[c] = 0.5 + rng.uniform() }
+        }
+        check(block, [2, 3, 6, 6], eps: 1e-3)
     }
 
     @Test func activations() {

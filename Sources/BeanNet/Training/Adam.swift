@@ -52,3 +52,23 @@ public struct Adam: Sendable, Equatable {
         for p in params { p.zeroGrad() }
     }
 }
+
+/// Scales all gradients of `params` together so their global L2 norm is at most `maxNorm`;
+/// returns the norm before clipping (worth logging: a growing norm warns of divergence).
+@discardableResult
+public func clipGradientNorm(_ params: [Parameter], maxNorm: Float) -> Float {
+    var sum = 0.0
+    for p in params {
+        p.grad.withUnsafeBufferPointer { g in
+            var s: Float = 0
+            for v in g { s += v * v }
+            sum += Double(s)
+        }
+    }
+    let norm = Float(sum.squareRoot())
+    if norm > maxNorm && norm > 0 {
+        let scale = maxNorm / norm
+        for p in params { p.grad.withUnsafeMutableBufferPointer { g in for i in g.indices { g[i] *= scale } } }
+    }
+    return norm
+}

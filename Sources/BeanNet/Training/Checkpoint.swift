@@ -45,7 +45,9 @@ public struct Checkpoint: Sendable {
     }
 
     /// Copies the stored values into `network`, which must have the same names and shapes in the
-    /// same order (i.e. be built by the same code with the same configuration).
+    /// same order (i.e. be built by the same code with the same configuration). The optimiser's
+    /// moments must match `network.parameters` (the list it was stepped with); nothing is changed
+    /// when any check fails.
     public func restore(into network: Layer, path: String = "<memory>") throws {
         let target = network.namedState(prefix: "")
         guard target.count == state.count else {
@@ -54,6 +56,12 @@ public struct Checkpoint: Sendable {
         for (entry, (name, p)) in zip(state, target) {
             guard entry.name == name, entry.shape == p.shape else {
                 throw CheckpointError(path: path, "tensor '\(entry.name)' \(entry.shape) does not match the network's '\(name)' \(p.shape)")
+            }
+        }
+        if !optimiser.m.isEmpty {
+            let sizes = network.parameters.map(\.count)
+            guard optimiser.m.map(\.count) == sizes else {
+                throw CheckpointError(path: path, "optimiser state covers \(optimiser.m.count) tensors, the network has \(sizes.count) trainable ones")
             }
         }
         for (entry, (_, p)) in zip(state, target) { p.value = entry.values }
@@ -139,8 +147,13 @@ public struct Checkpoint: Sendable {
         }
         var state: [Entry] = []
         for t in header.tensors {
-            guard t.shape.allSatisfy({ $0 >= 0 && $0 < (1 << 28) }) else { throw CheckpointError(path: path, "tensor '\(t.name)' has shape \(t.shape)") }
-            state.append(Entry(name: t.name, shape: t.shape, values: try floats(t.shape.reduce(1, *), "'\(t.name)'")))
+            var count = 1
+            for d in t.shape {
+                let (product, overflow) = count.multipliedReportingOverflow(by: d)
+                guard d >= 0, !overflow, product <= end / 4 else { throw CheckpointError(path: path, "tensor '\(t.name)' has impossible shape \(t.shape)") }
+                count = product
+            }
+            state.append(Entry(name: t.name, shape: t.shape, values: try floats(count, "'\(t.name)'")))
         }
         let o = header.optimiser
         var adam = Adam(learningRate: o.learningRate, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon, weightDecay: o.weightDecay)

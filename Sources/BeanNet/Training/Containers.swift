@@ -118,3 +118,14 @@ public func resnetLikeEncoder(inChannels: Int = 3, widths: [Int], blocks: [Int],
     layers += [GlobalAvgPool(), Flatten(), Linear(channels, embedding, rng: &rng)] as [Layer]
     return Sequential(layers)
 }
+
+/// Every batch-normalisation layer inside `layer` (through Sequential and ResidualBlock), e.g. to
+/// set `freezeStatistics` on a whole backbone.
+public func batchNormLayers(in layer: Layer) -> [BatchNorm2d] {
+    switch layer {
+    case let bn as BatchNorm2d: return [bn]
+    case let s as Sequential: return s.layers.flatMap { batchNormLayers(in: $0) }
+    case let r as ResidualBlock: return r.children.flatMap { batchNormLayers(in: $0.1) }
+    default: return []
+    }
+}

@@ -119,9 +119,17 @@ public final class Conv2d: Layer {
                             if ih < 0 || ih >= h { continue }
                             let src = row + (s * ho + oh) * wo
                             let dst = plane + ih * w
-                            for ow in 0..<wo {
-                                let iw = ow * stride - padding + j
-                                if iw >= 0 && iw < w { dst[iw] += src[ow] }
+                            // Valid ow: 0 ≤ ow·stride − padding + j < w.
+                            let lo = max(0, (padding - j + stride - 1) / stride)
+                            let last = w - 1 + padding - j
+                            if last < 0 { continue }
+                            let hi = min(wo, last / stride + 1)
+                            if lo >= hi { continue }
+                            if stride == 1 {
+                                let d = dst + (lo - padding + j)
+                                for ow in lo..<hi { d[ow - lo] += src[ow] }
+                            } else {
+                                for ow in lo..<hi { dst[ow * stride - padding + j] += src[ow] }
                             }
                         }
                     }

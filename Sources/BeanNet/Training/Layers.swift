@@ -11,10 +11,15 @@ public final class BatchNorm2d: Layer {
     public let momentum: Float
     public let gamma: Parameter, beta: Parameter
     public let runningMean: Parameter, runningVar: Parameter
+    /// When true, training forwards normalise with the running statistics and leave them
+    /// unchanged (the layer acts as a fixed affine map whose gamma and beta still learn): the
+    /// usual way to fine-tune a pre-trained backbone on small labelled batches.
+    public var freezeStatistics = false
     private var xhat: [Float] = []
     private var invStd: [Float] = []
     private var cachedShape: [Int] = []
     private var cachedTraining = false
+    private var cachedFrozen = false
 
     public init(_ channels: Int, epsilon: Float = 1e-5, momentum: Float = 0.1) {
         precondition(channels > 0, "BatchNorm2d: channels must be positive")
@@ -38,7 +43,7 @@ public final class BatchNorm2d: Layer {
         x.data.withUnsafeBufferPointer { xp in
             for c in 0..<channels {
                 var mean: Float, variance: Float
-                if training {
+                if training && !freezeStatistics {
                     var s = 0.0, ss = 0.0
                     for b in 0..<n {
                         let off = (b * channels + c) * plane
@@ -64,19 +69,18 @@ public final class BatchNorm2d: Layer {
                 }
                 let istd = 1 / (variance + epsilon).squareRoot()
                 inv[c] = istd
-                let g = gamma.value[c], bt = beta.value[c]
-                for b in 0..<n {
-                    let off = (b * channels + c) * plane
-                    for i in 0..<plane {
-                        let h = (xp[off + i] - mean) * istd
-                        if training { xh[off + i] = h }
-                        y[off + i] = g * h + bt
-                    }
+                if training {
+                    TrainKernels.normalizeChannel(xp.baseAddress, &y, &xh, batch: n, channels: channels, plane: plane,
+                                                  channel: c, mean: mean, invStd: istd, gamma: gamma.value[c], beta: beta.value[c])
+                } else {
+                    TrainKernels.normalizeChannel(xp.baseAddress, &y, nil, batch: n, channels: channels, plane: plane,
+                                                  channel: c, mean: mean, invStd: istd, gamma: gamma.value[c], beta: beta.value[c])
                 }
             }
         }
         if training {
             xhat = xh; invStd = inv; cachedShape = x.shape; cachedTraining = true
+            cachedFrozen = freezeStatistics
         }
         return Tensor(shape: x.shape, data: y)
     }
@@ -84,22 +88,19 @@ public final class BatchNorm2d: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         precondition(cachedTraining && dy.shape == cachedShape, "BatchNorm2d.backward: gradient shape \(dy.shape), cached forward \(cachedShape)")
         let n = dy.shape[0], plane = dy.shape.count > 2 ? dy.shape[2...].reduce(1, *) : 1
-        let m = Float(n * plane)
+        let m = n * plane
         var dx = [Float](repeating: 0, count: dy.count)
         for c in 0..<channels {
-            var sumDy: Float = 0, sumDyXh: Float = 0
-            for b in 0..<n {
-                let off = (b * channels + c) * plane
-                for i in 0..<plane { sumDy += dy.data[off + i]; sumDyXh += dy.data[off + i] * xhat[off + i] }
-            }
+            let (sumDy, sumDyXh) = TrainKernels.channelSums(dy.data, xhat, batch: n, channels: channels, plane: plane, channel: c)
             gamma.grad[c] += sumDyXh
             beta.grad[c] += sumDy
-            let k = gamma.value[c] * invStd[c] / m
-            for b in 0..<n {
-                let off = (b * channels + c) * plane
-                for i in 0..<plane {
-                    dx[off + i] = k * (m * dy.data[off + i] - sumDy - xhat[off + i] * sumDyXh)
-                }
+            if cachedFrozen {
+                // Fixed statistics: the normalisation is affine in x.
+                TrainKernels.batchNormBackwardChannel(dy.data, xhat, &dx, batch: n, channels: channels, plane: plane, channel: c,
+                                                      scale: gamma.value[c] * invStd[c], sumDy: 0, sumDyXhat: 0, count: 0)
+            } else {
+                TrainKernels.batchNormBackwardChannel(dy.data, xhat, &dx, batch: n, channels: channels, plane: plane, channel: c,
+                                                      scale: gamma.value[c] * invStd[c], sumDy: sumDy, sumDyXhat: sumDyXh, count: m)
             }
         }
         return Tensor(shape: dy.shape, data: dx)

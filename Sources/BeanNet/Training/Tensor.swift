@@ -86,6 +86,21 @@ public func setBLASThreads(_ n: Int) {
     openblas_set_num_threads(Int32(max(1, n)))
 }
 
+/// Sets up the calling process for a training run: `blasThreads` OpenBLAS threads, and glibc's
+/// allocator told to keep freed memory (no mmap/munmap per large buffer), since every training
+/// step allocates and frees the same activation-sized arrays and would otherwise page-fault them
+/// in anew each time.
+public func prepareProcessForTraining(blasThreads: Int) {
+    setBLASThreads(blasThreads)
+    // mallopt is not in Swift's Glibc module; M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3 (malloc.h).
+    typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+    if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") {
+        let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
+        _ = mallopt(-3, 1 << 30)
+        _ = mallopt(-1, 1 << 30)
+    }
+}
+
 /// Deterministic generator (SplitMix64): the whole state is one `UInt64`, so checkpoints can store
 /// and restore it exactly.
 public struct SeededRandom: RandomNumberGenerator, Sendable, Equatable {

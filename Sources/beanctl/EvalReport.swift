@@ -164,6 +164,7 @@ struct EvalReport {
         }
         rows += [
             ("F1 (policy verdict)", "\(num(f.policy.f1)) (precision \(num(f.policy.precision)), recall \(num(f.policy.recall)), good rejected \(pct(f.policy.falsePositiveRate)))"),
+            ("Threshold rules", "F1: the policy's verdicts (\(policy.mode == .vote ? "a defect label's share ≥ \(policy.thresholds.defaultRejectShare)" : "mean distance > \(policy.thresholds.oneClassDistance)"), any usable side); recall at r: score strictly above the lowest threshold that rejects ≤ r of good beans"),
             ("Macro F1 (per side)", "\(num(summary.confusion.macroF1)) over \(summary.confusion.trueLabels.count) labels, \(num(defectMacroF1(summary.confusion))) over the defect labels"),
         ]
         if perFoldFigures.count > 1, let s = Spread(perFoldFigures.compactMap(\.auc)) {

@@ -15,6 +15,7 @@ ROOT="${BEAND_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
 BIN="${BEAND_BIN:-$ROOT/.build/release}"
 PY="${BEAND_PY:-$ROOT/.venv/bin/python}"
 DATA="${DATA:-$ROOT/../shared/data/mindforge}"
+DATA="$(cd "$DATA" 2>/dev/null && pwd -P || echo "$DATA")"  # the crop cache is keyed by the path
 WORK="${WORK:-/tmp/beand-train-default}"
 BACKBONE="${BACKBONE:-$WORK/backbone/backbone.ckpt}"
 LABEL_COUNTS="${LABEL_COUNTS:-50 200 500}"

@@ -9,6 +9,8 @@ set -euo pipefail
 ROOT="${BEAND_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
 BIN="${BEAND_BIN:-$ROOT/.build/release}"
 DATA="${DATA:-$ROOT/../shared/data/mindforge}"
+# One spelling of the path: the crop cache is keyed by it.
+DATA="$(cd "$DATA" 2>/dev/null && pwd -P || echo "$DATA")"
 WORK="${WORK:-/tmp/beand-train-default}"
 EPOCHS="${EPOCHS:-4}"
 STEPS_PER_EPOCH="${STEPS_PER_EPOCH:-50}"
@@ -27,4 +29,5 @@ rm -rf "$OUT/store.new"
   "${CROPS[@]}" --out "$OUT/encoder.onnx" --store-out "$OUT/store.new"
 rm -rf "$OUT/store" && mv "$OUT/store.new" "$OUT/store"
 end=$(date +%s)
-echo "training procedure: $((end - start)) s wall; CPU user and system of the steps: $(times | tail -1)"
+times >"$WORK/times.txt"  # a builtin redirected runs in this shell, which reaped the steps
+echo "training procedure: $((end - start)) s wall; CPU user and system of the steps: $(tail -1 "$WORK/times.txt")"

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # End to end: beand (release) on the belt simulator over the demo scene (Config/demo/belt.png, 150 beans
-# on a 3,000 px photo, which the simulator wraps with a 720 px empty window between passes), the demo's stand-in encoder and store, 2 scorer workers, one 1280x720 camera.
+# on a 3,000 px photo, which the simulator wraps with a 720 px empty window between passes), the
+# default (trained) encoder and store from Config/model (BENCH_ENCODER / BENCH_STORE override them;
+# the demo's stand-in when Config/model is absent), 2 scorer workers, one 1280x720 camera, the
+# spool on with its defaults.
 # For each belt speed it runs beand for SECONDS and prints, from `beanctl status --json`: beans/s
 # decided, the beans/s the scene delivers at that speed (expected), their ratio, capture→decision
 # latency p50/p99, camera fps reached, frames dropped, unscored (fail-safe) beans and RSS.
@@ -13,11 +16,14 @@ work=$(mktemp -d /tmp/beand-bench-pipeline.XXXXXX)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 pid=
 group=$(id -gn)
+ENCODER="${BENCH_ENCODER:-Config/model/encoder.onnx}"
+STORE="${BENCH_STORE:-Config/model/store}"
+if [ ! -f "$ENCODER" ]; then ENCODER=Config/demo/encoder.onnx; STORE=Config/demo/store; fi
 
 run() { # fps belt_speed(px/s) -> prints one row, sets $beans_per_s
   local fps=$1 speed=$2
   rm -rf "$work/state"; mkdir -p "$work/state"
-  cp -r Config/demo/store "$work/state/store"; cp Config/demo/encoder.onnx "$work/state/"; cp Config/demo/belt.png "$work/"
+  cp -r "$STORE" "$work/state/store"; cp "$ENCODER" "$work/state/encoder.onnx"; cp Config/demo/belt.png "$work/"
   cat >"$work/beand.toml" <<TOML
 [daemon]
 state_dir = "$work/state"
@@ -74,6 +80,7 @@ PY
 }
 
 echo "beand end to end, $(date -u +%FT%TZ), $(nproc) cores, $SECONDS_PER_RUN s a run after 3 s warm-up"
+echo "encoder $ENCODER ($("$BIN/beanctl" model info "$ENCODER" 2>/dev/null | grep -m1 -i 'fingerprint' || true)), store $STORE"
 echo "| fps asked | belt px/s | beans/s | expected | ratio | p50 ms | p99 ms | camera fps | frames dropped | unscored | RSS MiB |"
 echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 best=0; best_speed=0

@@ -12,7 +12,7 @@ struct BeanCtl: ParsableCommand {
         subcommands: [
             Status.self, Watch.self, Tail.self, Ping.self, Version.self, Reload.self, SetCommand.self,
             Store.self, ModelCommand.self, Segment.self,
-            Enroll.self, Eval.self,
+            Enroll.self, Eval.self, Train.self,
             Bench.self,
         ]
     )

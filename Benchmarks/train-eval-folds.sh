@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The issue's quality table: bean-disjoint 5-fold cross-validation on the Mindforge photos with
+# beanctl eval's fold mode, for 50/200/500 labelled beans:
+#   raw pixels (eval --encoder raw), backbone without head, full method (a head trained per fold on
+#   that fold's training beans only, evaluated on that fold), and one-class (full method's encoder,
+#   store of good beans only).
+# The head of fold i is trained on exactly the labelled beans eval's fold i puts in its store
+# (same BeanFolds seed and subset rule), so fold i's test beans were never trained on. Eval runs
+# each fold-i encoder over all folds; only fold i's figures count (per_fold[i] of its JSON, and its
+# per-bean scores pooled over the five runs).
+#   BACKBONE  checkpoint (default: $WORK/backbone/backbone.ckpt of Deploy/train-default.sh)
+#   LABEL_COUNTS (default "50 200 500")   FOLDS (default 5)   SEED (default 0)
+set -euo pipefail
+ROOT="${BEAND_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
+BIN="${BEAND_BIN:-$ROOT/.build/release}"
+PY="${BEAND_PY:-$ROOT/.venv/bin/python}"
+DATA="${DATA:-$ROOT/../shared/data/mindforge}"
+DATA="$(cd "$DATA" 2>/dev/null && pwd -P || echo "$DATA")"  # the crop cache is keyed by the path
+WORK="${WORK:-/tmp/beand-train-default}"
+BACKBONE="${BACKBONE:-$WORK/backbone/backbone.ckpt}"
+LABEL_COUNTS="${LABEL_COUNTS:-50 200 500}"
+FOLDS="${FOLDS:-5}"
+SEED="${SEED:-0}"
+HEAD_ARGS="${HEAD_ARGS:-}"
+[ -d "$DATA" ] || { echo "skip: no photos at $DATA"; exit 77; }
+[ -f "$BACKBONE" ] || { echo "no backbone checkpoint at $BACKBONE: run Deploy/train-default.sh first" >&2; exit 1; }
+CROPS=(--preset mindforge --crop-cache "$WORK/crops.cache")
+OUTDIR="$WORK/folds"
+mkdir -p "$OUTDIR"
+# Eval reads a tree of the daemon's crops (beanctl train crops), so it does not segment 7,656
+# photos once per run; photos without a crop stay linked, so the beans and folds are the same.
+if [ ! -d "$WORK/croptree" ]; then
+  "$BIN/beanctl" train crops --tree "$DATA" "${CROPS[@]}" --out "$WORK/croptree" >&2
+fi
+EVAL=("$BIN/beanctl" eval --tree "$WORK/croptree" --folds "$FOLDS" --seed "$SEED" --preset mindforge --json --quiet)
+backbone_onnx="$(dirname "$BACKBONE")/backbone.onnx"
+
+summary() {  # name json-files… → one table row: fold i's figures of file i (or one file's pooled figures)
+  local name=$1; shift
+  "$PY" - "$name" "$@" <<'PYEOF'
+import json, sys
+name, files = sys.argv[1], sys.argv[2:]
+def figures(e):
+    r = e["recall_at_good_rejected"]
+    return (e["roc_auc"], r["0.01"], r["0.03"], r["0.05"], e["f1"])
+docs = [json.load(open(f)) for f in files]
+if len(docs) == 1:  # one encoder for all folds: eval's pooled figures, per-fold spread
+    d = docs[0]
+    pooled, per = figures(d), [figures(e) for e in d["folds"]["per_fold"]]
+    mf1 = f"{d['macro_f1']:.3f}"
+else:  # encoder i for fold i: mean over folds of fold i's figures
+    per = [figures(d["folds"]["per_fold"][i]) for i, d in enumerate(docs)]
+    pooled = tuple(sum(p[k] for p in per) / len(per) for k in range(5))
+    mf1 = "–"
+lo = lambda k: min(p[k] for p in per); hi = lambda k: max(p[k] for p in per)
+print(f"| {name} | {pooled[0]:.3f} ({lo(0):.3f}–{hi(0):.3f}) | {pooled[1]*100:.0f} % | {pooled[2]*100:.0f} % ({lo(2)*100:.0f}–{hi(2)*100:.0f}) "
+      f"| {pooled[3]*100:.0f} % | {pooled[4]:.3f} | {mf1} |")
+PYEOF
+}
+
+echo "| method | ROC AUC (fold min–max) | recall @1 % good rejected | @3 % (fold min–max) | @5 % | F1 (policy threshold) | macro F1 (eval, pooled) |"
+echo "|---|---|---|---|---|---|---|"
+for N in $LABEL_COUNTS; do
+  "${EVAL[@]}" --labels-per-fold "$N" --encoder raw >"$OUTDIR/raw-$N.json"
+  summary "raw pixels 16×16, $N labels" "$OUTDIR/raw-$N.json"
+  "${EVAL[@]}" --labels-per-fold "$N" --encoder "$backbone_onnx" >"$OUTDIR/backbone-$N.json"
+  summary "backbone without head, $N labels" "$OUTDIR/backbone-$N.json"
+  files=(); oneclass=()
+  for ((f = 0; f < FOLDS; f++)); do
+    enc="$OUTDIR/encoder-$N-fold$f.onnx"
+    "$BIN/beanctl" train head --tree "$DATA" --labels "$N" --folds "$FOLDS" --fold "$f" --seed "$SEED" \
+      --backbone "$BACKBONE" "${CROPS[@]}" --out "$enc" $HEAD_ARGS >"$OUTDIR/head-$N-fold$f.txt" 2>"$OUTDIR/head-$N-fold$f.err"
+    "${EVAL[@]}" --labels-per-fold "$N" --encoder "$enc" >"$OUTDIR/full-$N-fold$f.json"
+    "${EVAL[@]}" --labels-per-fold "$N" --encoder "$enc" --one-class >"$OUTDIR/oneclass-$N-fold$f.json"
+    files+=("$OUTDIR/full-$N-fold$f.json"); oneclass+=("$OUTDIR/oneclass-$N-fold$f.json")
+  done
+  summary "full method (head per fold), $N labels" "${files[@]}"
+  grep -h "macro F1" "$OUTDIR"/head-"$N"-fold*.txt | sed 's/.*macro F1 \([0-9.]*\).*/\1/' \
+    | awk -v n="$N" '{m += $1; k++} END { if (k) printf "  (full method, %s labels: macro F1 of train head'"'"'s fold check, mean of %d folds: %.3f)\n", n, k, m / k }' >&2
+  summary "one-class (full method's encoder, good beans only), $N labels" "${oneclass[@]}"
+done

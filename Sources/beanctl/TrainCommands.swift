@@ -1,0 +1,412 @@
+import ArgumentParser
+import BeanCapture
+import BeanCore
+import BeanInspect
+import BeanNet
+import BeanStore
+import BeanVision
+import Foundation
+
+/// `beanctl train …`: learning on the box, with the project's own kernels.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train the bean encoder: self-supervised backbone, then a triplet projection head.",
+        subcommands: [TrainBackbone.self, TrainHead.self, TrainCrops.self]
+    )
+}
+
+/// Where crops come from: segmentation settings for photos, crop cache, threads.
+struct CropSourceOptions: ParsableArguments {
+    @Option(help: "Segmentation for photos larger than a crop: default, tray, mindforge (single-bean jig).")
+    var preset: Segment.Preset?
+
+    @Option(help: ArgumentHelp("Take segmentation settings from a camera of this beand configuration.", valueName: "path"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("With --config: the camera whose settings to use (default: the first).", valueName: "name"))
+    var camera: String?
+
+    @Option(name: .customLong("crop-cache"), help: ArgumentHelp("Keep the crops of the photos in this file, so later runs skip segmentation.", valueName: "file"))
+    var cropCache: String?
+
+    @Option(help: "Threads for cropping and for BLAS during training.")
+    var threads: Int = 2
+
+    func validate() throws {
+        if config != nil && preset != nil { throw ValidationError("--preset and --config both choose the segmentation; give one") }
+        if camera != nil && config == nil { throw ValidationError("--camera needs --config") }
+        guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1…64, got \(threads)") }
+    }
+
+    func segmenterSettings() throws -> SegmenterSettings {
+        if let config { return try Segment.cameraSettings(config: config, camera: camera) }
+        switch preset ?? .default {
+        case .default: return SegmenterSettings()
+        case .tray: return .tray
+        case .mindforge: return .mindforge
+        }
+    }
+
+    func load(_ paths: [String], what: String) throws -> TrainingCrops {
+        let crops = try TrainingCrops.load(paths: paths, segmenter: try segmenterSettings(), cache: cropCache,
+                                           threads: threads, progress: ProgressLine(what))
+        if !crops.skipped.isEmpty {
+            stderrLine("\(crops.skipped.count) of \(paths.count) photos gave no crop; first: \(crops.skipped[0].path): \(crops.skipped[0].reason)")
+        }
+        return crops
+    }
+}
+
+func stderrLine(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+func parseIntList(_ text: String, option: String) throws -> [Int] {
+    let values = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else {
+        throw ValidationError("\(option): '\(text)' is not a comma-separated list of integers")
+    }
+    return values.compactMap { $0 }
+}
+
+/// The trunk's architecture from a backbone checkpoint's metadata.
+func trunkShape(of checkpoint: Checkpoint, path: String) throws -> TrunkShape {
+    guard checkpoint.metadata["kind"] == "backbone", let widths = checkpoint.metadata["widths"],
+          let blocks = checkpoint.metadata["blocks"], let stem = checkpoint.metadata["stem_stride"].flatMap({ Int($0) }) else {
+        throw TrainError("\(path): not a backbone checkpoint of beanctl train backbone (no trunk description in it)")
+    }
+    let shape = TrunkShape(widths: try parseIntList(widths, option: "\(path): widths"),
+                           blocks: try parseIntList(blocks, option: "\(path): blocks"), stemStride: stem)
+    try shape.validate()
+    return shape
+}
+
+/// `--out`-style atomic file write for exported models.
+func writeAtomically(_ data: Data, to path: String) throws {
+    let directory = (path as NSString).deletingLastPathComponent
+    if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+    let temporary = path + ".tmp-\(getpid())"
+    guard FileManager.default.createFile(atPath: temporary, contents: data) else {
+        throw TrainError("\(path): cannot write (creating \(temporary) failed)")
+    }
+    guard rename(temporary, path) == 0 else {
+        let reason = String(cString: strerror(errno))
+        unlink(temporary)
+        throw TrainError("\(path): cannot rename the new file into place: \(reason)")
+    }
+}
+
+// MARK: backbone
+
+struct TrainBackbone: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backbone",
+        abstract: "Self-supervised pre-training of the encoder's trunk on unlabelled crops.",
+        discussion: """
+            Writes OUT/backbone.ckpt after every epoch (atomically; --resume continues from it with \
+            the same result as an uninterrupted run) and, at the end, OUT/backbone.onnx: the trunk \
+            with global average pooling and L2 normalisation, the encoder without a head.
+            """
+    )
+
+    @Option(name: .customLong("crops"), parsing: .upToNextOption,
+            help: ArgumentHelp("Directories (searched recursively) or files of crops or photos.", valueName: "dir"))
+    var crops: [String] = []
+
+    @Option(help: ArgumentHelp("Directory for the checkpoint and the exported trunk.", valueName: "dir"))
+    var out: String = "train-backbone"
+
+    @Option(help: "Self-supervised objective: contrastive (SimCLR-style, NT-Xent) or autoencoder (reconstruction).")
+    var objective: String = BackboneOptions().objective.rawValue
+
+    @Option(help: "Passes over the crops.") var epochs: Int = BackboneOptions().epochs
+    @Option(help: "Seed of initialisation, shuffling and augmentation.") var seed: UInt64 = BackboneOptions().seed
+    @Option(help: "Crops per step.") var batch: Int = BackboneOptions().batch
+    @Option(name: .customLong("lr"), help: "Adam learning rate.") var learningRate: Float = BackboneOptions().learningRate
+    @Option(help: ArgumentHelp("Channels per stage.", valueName: "w,w,…")) var widths: String = "16,32,64,128"
+    @Option(help: ArgumentHelp("Residual blocks per stage.", valueName: "b,b,…")) var blocks: String = "1,1,1,1"
+    @Option(name: .customLong("max-steps-per-epoch"), help: "Stop each epoch after this many steps (0 = all crops).")
+    var maxStepsPerEpoch: Int = 0
+    @Flag(help: "Continue from OUT/backbone.ckpt.") var resume = false
+    @OptionGroup var source: CropSourceOptions
+
+    func run() throws {
+        guard !crops.isEmpty else { throw ValidationError("--crops: give at least one directory of crops or photos") }
+        guard let objective = BackboneObjective(rawValue: objective) else {
+            throw ValidationError("--objective must be one of \(BackboneObjective.allCases.map(\.rawValue).joined(separator: ", ")), got '\(self.objective)'")
+        }
+        var options = BackboneOptions()
+        options.objective = objective
+        options.epochs = epochs
+        options.seed = seed
+        options.batch = batch
+        options.learningRate = learningRate
+        options.shape = TrunkShape(widths: try parseIntList(widths, option: "--widths"), blocks: try parseIntList(blocks, option: "--blocks"))
+        options.maxStepsPerEpoch = maxStepsPerEpoch
+        try options.validate()
+
+        let files = try TrainingCrops.imageFiles(under: crops)
+        let loaded = try source.load(files, what: "crops")
+        guard loaded.count >= 2 else {
+            throw TrainError("\(crops.joined(separator: " ")): \(loaded.count) usable crops; pre-training needs at least 2")
+        }
+        let images = try CropImages(size: loaded.size, pixels: loaded.pixels)
+        setBLASThreads(source.threads)
+        let trainer = try BackboneTrainer(options: options, images: images)
+        let checkpoint = (out as NSString).appendingPathComponent("backbone.ckpt")
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        if resume {
+            guard FileManager.default.fileExists(atPath: checkpoint) else { throw TrainError("--resume: \(checkpoint) does not exist") }
+            try trainer.resume(from: checkpoint)
+            stderrLine("resumed from \(checkpoint) after epoch \(trainer.epochsDone)")
+        }
+        stderrLine("pre-training (\(objective.rawValue)) on \(images.count) crops, trunk \(options.shape), \(trainer.model.trunk.parameterCount) parameters, \(options.epochs) epochs")
+        let cpuStart = cpuSeconds()
+        let wallStart = Date()
+        var bar = ProgressLine("epoch \(trainer.epochsDone + 1)/\(options.epochs)")
+        try trainer.train(checkpoint: checkpoint, step: { epoch, step, steps, loss in
+            if step == 1 { bar = ProgressLine("epoch \(epoch)/\(options.epochs)") }
+            bar.update(step, of: steps, note: String(format: "loss %.4f", loss))
+        }, epochEnd: { report in
+            bar.finish(report.steps, note: String(format: "steps, mean loss %.4f", report.meanLoss))
+        })
+        let trunkOnly = Sequential(trainer.model.trunk.layers + [GlobalAvgPool(), Flatten(), L2Normalize()] as [Layer])
+        let onnx = try ONNXExport.encoder(trunkOnly, inputShape: [3, images.size, images.size], producer: "beanctl train backbone")
+        let onnxPath = (out as NSString).appendingPathComponent("backbone.onnx")
+        try writeAtomically(onnx, to: onnxPath)
+        print("checkpoint \(checkpoint)")
+        print("encoder without head \(onnxPath)")
+        print(String(format: "time %.0f s wall, %.0f s CPU", Date().timeIntervalSince(wallStart), cpuSeconds() - cpuStart))
+    }
+}
+
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+}
+
+// MARK: head
+
+struct TrainHead: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "head",
+        abstract: "Train the 128-d projection head with a triplet loss on N labelled beans; write one ONNX encoder.",
+        discussion: """
+            The labelled beans are drawn with the same stratified, seeded rule as beanctl eval \
+            (BeanFolds.labelledSubset); with --fold they come from the training folds only, so eval's \
+            fold holds out beans the head never saw. Only photos whose side shows the bean's class \
+            are used. With --fold, the held-out fold is scored afterwards (kNN against the labelled \
+            beans' vectors, a quick check; beanctl eval is the measurement).
+            """
+    )
+
+    @Option(help: ArgumentHelp("Labelled tree (one folder per label, or the Mindforge layout).", valueName: "dir"))
+    var tree: String
+
+    @Option(help: ArgumentHelp("Tree layout template.", valueName: "template")) var layout: String = TreeLayout.mindforge.template
+    @Option(help: "Labelled beans to train on (at most).") var labels: Int
+    @Option(help: ArgumentHelp("Backbone checkpoint of beanctl train backbone.", valueName: "ckpt")) var backbone: String
+    @Option(help: ArgumentHelp("Where to write the ONNX encoder.", valueName: "file")) var out: String
+    @Option(help: "Folds of the tree (with --fold).") var folds: Int = 5
+    @Option(help: "Train on the other folds only and check on this one (0-based).") var fold: Int?
+    @Option(help: "Seed of folds, labelled subset (as beanctl eval's --seed) and training.") var seed: UInt64 = 0
+    @Option(help: "Optimiser steps.") var steps: Int = HeadOptions().steps
+    @Option(name: .customLong("lr"), help: "Adam learning rate.") var learningRate: Float = HeadOptions().learningRate
+    @Option(help: "Triplet margin.") var margin: Float = HeadOptions().margin
+    @Option(name: .customLong("classification-weight"), help: "Weight of the auxiliary cross-entropy on a linear classifier over the embedding (0 = triplet loss alone).")
+    var classificationWeight: Float = HeadOptions().classificationWeight
+    @Flag(name: .customLong("freeze-trunk"), help: "Train the MLP head only (default: also fine-tune the trunk's last stage).")
+    var freezeTrunk = false
+    @Option(name: .customLong("store-out"), help: ArgumentHelp("Also write a vector store of the labelled beans' usable photos.", valueName: "dir"))
+    var storeOut: String?
+    @OptionGroup var source: CropSourceOptions
+
+    func run() throws {
+        guard labels >= 1 else { throw ValidationError("--labels must be at least 1, got \(labels)") }
+        if let fold, !(0..<folds).contains(fold) { throw ValidationError("--fold must be 0…\(folds - 1), got \(fold)") }
+        let layout = try TreeLayout(template: self.layout)
+        let labelled = try LabelledTree(root: tree, layout: layout)
+        guard !labelled.beans.isEmpty else { throw TrainError("\(tree): no labelled photos in the layout \(layout)") }
+
+        let checkpoint: Checkpoint
+        do { checkpoint = try Checkpoint.read(from: backbone) } catch { throw TrainError("--backbone: \(error)") }
+        let shape = try trunkShape(of: checkpoint, path: backbone)
+        let objective = BackboneObjective(rawValue: checkpoint.metadata["objective"] ?? "") ?? .contrastive
+        let model = BackboneModel(shape: shape, objective: objective, seed: 0)
+        try checkpoint.restore(into: model.whole, path: backbone)
+
+        let beanFolds = try fold.map { _ in try BeanFolds(beans: labelled.beans, folds: folds, seed: seed) }
+        // The same candidates and subset as beanctl eval's fold mode: beans of the training folds
+        // with at least one usable photo that gives a crop, drawn with the seed plus the fold.
+        let pool = fold.flatMap { f in beanFolds?.training(fold: f) } ?? Array(labelled.beans.indices)
+        var poolPaths: [String] = []
+        for b in pool { poolPaths += labelled.beans[b].usablePhotos.map(\.path) }
+        guard !poolPaths.isEmpty else { throw TrainError("\(tree): no usable photos to draw labelled beans from") }
+        let loaded = try source.load(poolPaths, what: "labelled photos")
+        let rowOfPath = Dictionary(uniqueKeysWithValues: loaded.paths.enumerated().map { ($1, $0) })
+        let candidates = pool.filter { b in labelled.beans[b].usablePhotos.contains { rowOfPath[$0.path] != nil } }
+        let chosen = BeanFolds.labelledSubset(of: candidates, beans: labelled.beans, count: labels,
+                                              seed: seed &+ UInt64(fold ?? 0))
+
+        let classNames = labelled.labels.map(\.name)
+        var rows: [Int] = [], photoLabels: [Int] = [], photoBeans: [Int] = []
+        for b in chosen {
+            let bean = labelled.beans[b]
+            for photo in bean.usablePhotos {
+                guard let row = rowOfPath[photo.path] else { continue }
+                rows.append(row)
+                photoLabels.append(classNames.firstIndex(of: bean.label.name) ?? 0)
+                photoBeans.append(b)
+            }
+        }
+        guard !rows.isEmpty else { throw TrainError("\(tree): the \(chosen.count) chosen beans have no usable photo with a crop") }
+        let images = try CropImages(size: loaded.size, pixels: loaded.pixels).subset(rows)
+        let labelledPaths = rows.map { loaded.paths[$0] }
+        let data = try LabelledCrops(images: images, labels: photoLabels, beans: photoBeans, classNames: classNames)
+        let perClass = Dictionary(grouping: data.labels, by: { $0 }).map { "\(classNames[$0.key]) \($0.value.count)" }.sorted()
+        stderrLine("head: \(chosen.count) labelled beans, \(data.labels.count) usable photos (\(perClass.joined(separator: ", ")))")
+
+        setBLASThreads(source.threads)
+        var options = HeadOptions()
+        options.steps = steps
+        options.learningRate = learningRate
+        options.margin = margin
+        options.classificationWeight = classificationWeight
+        options.fineTuneLastStage = !freezeTrunk
+        options.seed = seed &+ 17
+        let wallStart = Date(), cpuStart = cpuSeconds()
+        let trainer = try HeadTrainer(options: options, trunk: model.trunk, shape: shape, data: data)
+        let bar = ProgressLine("head")
+        let report = try trainer.train(progress: { step, steps, loss in
+            bar.update(step, of: steps, note: String(format: "loss %.4f", loss))
+        }, log: { stderrLine($0) })
+        bar.finish(report.steps, note: String(format: "steps, loss %.4f, active triplets %.0f%%, d+ %.3f d- %.3f, spread %.3f",
+                                               report.finalLoss, report.activeTripletShare * 100, report.meanPositiveDistance,
+                                               report.meanNegativeDistance, report.probeSpread))
+
+        let onnx = try ONNXExport.encoder(trainer.encoder, inputShape: [3, images.size, images.size], producer: "beanctl train head")
+        try writeAtomically(onnx, to: out)
+        let encoder = try EncoderModel.load(path: out)
+        print("encoder \(out) (\(encoder.outputDim)-d, \(encoder.parameterCount) parameters, \(onnx.count) bytes, fingerprint \(encoder.fingerprint))")
+
+        let storeVectors = try embedWithRuntime(encoder, images)
+        if let storeOut {
+            var draft = GenerationDraft(dimension: encoder.outputDim, metric: .cosine, fingerprint: Array(encoder.fingerprint.utf8))
+            for (row, path) in labelledPaths.enumerated() {
+                try draft.append(vectors: Array(storeVectors[row * encoder.outputDim..<(row + 1) * encoder.outputDim]),
+                                 labels: [classNames[data.labels[row]]], author: "beanctl train head",
+                                 sourceIDs: [stableHash(path)], addedNs: Int64(Date().timeIntervalSince1970 * 1e9))
+            }
+            let published = try StoreWriter(directory: storeOut).publish(draft)
+            print("store \(storeOut) generation \(published.generation) (\(published.count) vectors of \(chosen.count) beans)")
+        }
+        print(String(format: "time %.0f s wall, %.0f s CPU", Date().timeIntervalSince(wallStart), cpuSeconds() - cpuStart))
+
+        if let fold, let beanFolds {
+            let test = beanFolds.test(fold: fold)
+            var testPaths: [String] = [], testBeans: [Int] = []
+            for b in test { for photo in labelled.beans[b].usablePhotos { testPaths.append(photo.path); testBeans.append(b) } }
+            let testCrops = try source.load(testPaths, what: "held-out photos")
+            let beanOfPath = Dictionary(uniqueKeysWithValues: zip(testPaths, testBeans))
+            let queries = try embedWithRuntime(encoder, try CropImages(size: testCrops.size, pixels: testCrops.pixels))
+            let check = FoldCheck(store: storeVectors, storeLabels: data.labels.map { classNames[$0] }, dim: encoder.outputDim)
+            let result = check.score(queries: queries, beans: testCrops.paths.map { beanOfPath[$0] ?? -1 },
+                                     beanLabels: { labelled.beans[$0].label.name })
+            print(result.summary(title: "fold \(fold) check (\(test.count) held-out beans, kNN k=\(check.k) on \(images.count) labelled vectors)"))
+        }
+    }
+
+    /// Embeddings by the daemon's runtime (EncoderModel + Preprocessing), [count × dim].
+    func embedWithRuntime(_ model: EncoderModel, _ crops: CropImages) throws -> [Float] {
+        let batch = 32
+        let session = try model.makeSession(maxBatch: batch)
+        let pre = Preprocessing()
+        let (w, h) = model.inputSize ?? (crops.size, crops.size)
+        let perIn = 3 * w * h, dim = model.outputDim
+        var input = [Float](repeating: 0, count: batch * perIn)
+        var output = [Float](repeating: 0, count: crops.count * dim)
+        var start = 0
+        while start < crops.count {
+            let n = min(batch, crops.count - start)
+            try input.withUnsafeMutableBufferPointer { inBuf in
+                guard let inBase = inBuf.baseAddress else { return }
+                for k in 0..<n {
+                    let crop = BeanCrop(camera: "train", frameSequence: 0, captured: MonotonicInstant.now(), beanID: UInt64(start + k),
+                                        width: crops.size, height: crops.size,
+                                        pixels: Array(crops.pixels[(start + k) * crops.bytesPerImage..<(start + k + 1) * crops.bytesPerImage]))
+                    pre.write(crop, width: w, height: h, into: inBase + k * perIn)
+                }
+                try output.withUnsafeMutableBufferPointer { outBuf in
+                    guard let outBase = outBuf.baseAddress else { return }
+                    try session.run(input: inBase, batch: n, output: outBase + start * dim)
+                }
+            }
+            start += n
+        }
+        return output
+    }
+}
+
+/// FNV-1a of a path: the store's source id for a training photo.
+func stableHash(_ text: String) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in text.utf8 { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
+    return h
+}
+
+// MARK: crops
+
+struct TrainCrops: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "crops",
+        abstract: "Write the crop the encoder sees of every photo of a tree, as PNG, in the same layout.",
+        discussion: """
+            Each photo under --tree becomes OUT/<same relative path>.png, the oriented, masked crop the \
+            daemon would make; a photo without a crop is linked to the original (so a labelled tree \
+            keeps every bean); the per-class side files (*.txt) are copied. Eval and train runs on \
+            the crop tree skip segmentation.
+            """
+    )
+
+    @Option(help: ArgumentHelp("Tree of photos.", valueName: "dir")) var tree: String
+    @Option(help: ArgumentHelp("Where to write the crop tree.", valueName: "dir")) var out: String
+    @OptionGroup var source: CropSourceOptions
+
+    func run() throws {
+        let files = try TrainingCrops.imageFiles(under: [tree])
+        let crops = try source.load(files, what: "photos")
+        let root = (tree as NSString).standardizingPath
+        func relative(_ path: String) -> String {
+            let standard = (path as NSString).standardizingPath
+            return standard.hasPrefix(root + "/") ? String(standard.dropFirst(root.count + 1)) : (standard as NSString).lastPathComponent
+        }
+        let fm = FileManager.default
+        for (row, path) in crops.paths.enumerated() {
+            let target = (out as NSString).appendingPathComponent((relative(path) as NSString).deletingPathExtension + ".png")
+            try fm.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            let frame = Frame(camera: "crop", sequence: 0, captured: MonotonicInstant.now(), width: crops.size, height: crops.size,
+                              format: .rgb24, pixels: Array(crops.crop(row)))
+            try ImageCodec.write(frame, to: target)
+        }
+        for (path, _) in crops.skipped {
+            let target = (out as NSString).appendingPathComponent(relative(path))
+            try fm.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try? fm.removeItem(atPath: target)
+            try fm.createSymbolicLink(atPath: target, withDestinationPath: (path as NSString).standardizingPath)
+        }
+        var sideFiles = 0
+        if let enumerator = fm.enumerator(atPath: tree) {
+            while let next = enumerator.nextObject() as? String {
+                guard (next as NSString).pathExtension.lowercased() == "txt" else { continue }
+                let target = (out as NSString).appendingPathComponent(next)
+                try? fm.removeItem(atPath: target)
+                try fm.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try fm.copyItem(atPath: (tree as NSString).appendingPathComponent(next), toPath: target)
+                sideFiles += 1
+            }
+        }
+        print("\(crops.count) crops, \(crops.skipped.count) photos without a crop (linked), \(sideFiles) side files → \(out)")
+    }
+}

@@ -1,0 +1,205 @@
+import Foundation
+import Testing
+@testable import BeanNet
+
+/// Synthetic 16×16 "beans": a bright or dark ellipse on black, with noise; class 0 or 1.
+private func syntheticCrops(count: Int, size: Int = 16, seed: UInt64) -> (CropImages, [Int]) {
+    var rng = SeededRandom(seed: seed)
+    var pixels = [UInt8](repeating: 0, count: count * size * size * 3)
+    var labels: [Int] = []
+    for i in 0..<count {
+        let label = i % 2
+        labels.append(label)
+        let base: (Float, Float, Float) = label == 0 ? (180, 150, 90) : (60, 50, 40)
+        let rx = Float(size) * (0.30 + 0.1 * rng.uniform()), ry = Float(size) * (0.18 + 0.08 * rng.uniform())
+        for y in 0..<size {
+            for x in 0..<size {
+                let dx = (Float(x) - Float(size) / 2) / rx, dy = (Float(y) - Float(size) / 2) / ry
+                guard dx * dx + dy * dy <= 1 else { continue }
+                let o = ((i * size + y) * size + x) * 3
+                let noise = (rng.uniform() - 0.5) * 30
+                pixels[o] = UInt8(max(0, min(255, base.0 + noise)))
+                pixels[o + 1] = UInt8(max(0, min(255, base.1 + noise)))
+                pixels[o + 2] = UInt8(max(0, min(255, base.2 + noise)))
+            }
+        }
+    }
+    // The byte count is whole by construction.
+    return (try! CropImages(size: size, pixels: pixels), labels)
+}
+
+@Suite struct TrainRecipeTests {
+    @Test func ntXentGradientMatchesFiniteDifferences() {
+        var rng = SeededRandom(seed: 3)
+        let n = 6, d = 4
+        // The loss is a function of z through the similarities only; check dL/dz directly.
+        let z = Tensor(shape: [n, d], data: (0..<(n * d)).map { _ in rng.normal() * 0.5 })
+        let (_, grad) = ContrastiveLoss.ntXent(z, temperature: 0.5)
+        let h: Float = 1e-2
+        for i in 0..<(n * d) {
+            var plus = z, minus = z
+            plus.data[i] += h
+            minus.data[i] -= h
+            let numeric = (ContrastiveLoss.ntXent(plus, temperature: 0.5).loss - ContrastiveLoss.ntXent(minus, temperature: 0.5).loss) / (2 * h)
+            #expect(abs(numeric - grad.data[i]) <= 1e-3 + 1e-2 * abs(numeric), "dL/dz[\(i)]: analytic \(grad.data[i]), numeric \(numeric)")
+        }
+    }
+
+    @Test func ntXentIsLowerWhenViewsAgree() {
+        var rng = SeededRandom(seed: 4)
+        let half = 4, d = 8
+        let a = (0..<(half * d)).map { _ in rng.normal() }
+        let unit: ([Float]) -> [Float] = { v in
+            var out = v
+            for r in 0..<(v.count / d) {
+                let norm = (0..<d).reduce(Float(0)) { $0 + v[r * d + $1] * v[r * d + $1] }.squareRoot()
+                for c in 0..<d { out[r * d + c] /= norm }
+            }
+            return out
+        }
+        let agreeing = Tensor(shape: [2 * half, d], data: unit(a + a))
+        let random = Tensor(shape: [2 * half, d], data: unit(a + (0..<(half * d)).map { _ in rng.normal() }))
+        #expect(ContrastiveLoss.ntXent(agreeing, temperature: 0.2).loss < ContrastiveLoss.ntXent(random, temperature: 0.2).loss)
+    }
+
+    @Test(arguments: [BackboneObjective.autoencoder, .contrastive])
+    func shortPretrainingLowersTheLoss(objective: BackboneObjective) throws {
+        let (images, _) = syntheticCrops(count: 32, seed: 5)
+        var options = BackboneOptions()
+        options.objective = objective
+        options.shape = .tiny
+        options.epochs = 12
+        options.batch = 16
+        options.learningRate = 3e-3
+        options.seed = 9
+        let trainer = try BackboneTrainer(options: options, images: images)
+        var losses: [Float] = []
+        try trainer.train(checkpoint: nil, epochEnd: { losses.append($0.meanLoss) })
+        #expect(losses.count == 12)
+        let first = (losses[0] + losses[1]) / 2, last = (losses[10] + losses[11]) / 2
+        #expect(last < first * 0.9, "loss per epoch: \(losses)")
+    }
+
+    @Test func resumedRunEqualsUninterruptedRun() throws {
+        let (images, _) = syntheticCrops(count: 24, seed: 6)
+        var options = BackboneOptions()
+        options.objective = .contrastive
+        options.shape = .tiny
+        options.batch = 8
+        options.epochs = 3
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("beand-resume-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/backbone.ckpt"
+
+        let straight = try BackboneTrainer(options: options, images: images)
+        try straight.train(checkpoint: nil)
+
+        var shortOptions = options
+        shortOptions.epochs = 1
+        let first = try BackboneTrainer(options: shortOptions, images: images)
+        try first.train(checkpoint: path)
+        let resumed = try BackboneTrainer(options: options, images: images)
+        try resumed.resume(from: path)
+        #expect(resumed.epochsDone == 1)
+        try resumed.train(checkpoint: path)
+
+        let a = straight.model.whole.namedState(prefix: ""), b = resumed.model.whole.namedState(prefix: "")
+        #expect(a.count == b.count)
+        for (x, y) in zip(a, b) {
+            #expect(x.0 == y.0)
+            #expect(x.1.value == y.1.value, "\(x.0) differs after resume")
+        }
+    }
+
+    @Test func resumeRefusesAnotherConfiguration() throws {
+        let (images, _) = syntheticCrops(count: 8, seed: 7)
+        var options = BackboneOptions()
+        options.shape = .tiny
+        options.batch = 4
+        options.epochs = 1
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("beand-resume-other-\(getpid()).ckpt").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try BackboneTrainer(options: options, images: images).train(checkpoint: path)
+        options.objective = .autoencoder
+        let other = try BackboneTrainer(options: options, images: images)
+        #expect(throws: TrainingError.self) { try other.resume(from: path) }
+    }
+
+    @Test func badInputIsRefusedWithAReason() {
+        #expect(throws: TrainingError.self) { try CropImages(size: 16, pixels: [UInt8](repeating: 0, count: 100)) }
+        let one = try? CropImages(size: 4, pixels: [UInt8](repeating: 0, count: 48))
+        #expect(one != nil)
+        if let one {
+            #expect(throws: TrainingError.self) { try BackboneTrainer(options: BackboneOptions(), images: one) }
+            #expect(throws: TrainingError.self) { try LabelledCrops(images: one, labels: [], beans: [], classNames: ["Normal"]) }
+            #expect(throws: TrainingError.self) { try LabelledCrops(images: one, labels: [3], beans: [0], classNames: ["Normal"]) }
+        }
+        var options = HeadOptions()
+        options.classesPerBatch = 1
+        #expect(throws: TrainingError.self) { try options.validate() }
+        var backbone = BackboneOptions()
+        backbone.epochs = 0
+        #expect(throws: TrainingError.self) { try backbone.validate() }
+    }
+
+    private func headTrainer(collapseDistance: Float, steps: Int) throws -> HeadTrainer {
+        let (images, labels) = syntheticCrops(count: 24, seed: 8)
+        let data = try LabelledCrops(images: images, labels: labels, beans: Array(0..<24), classNames: ["Normal", "Black"])
+        var options = HeadOptions()
+        options.steps = steps
+        options.classesPerBatch = 2
+        options.beansPerClass = 4
+        options.embedding = 8
+        options.hidden = 16
+        options.guardEvery = 10
+        options.collapseDistance = collapseDistance
+        options.copiesPerPose = 1
+        let trunk = TrunkShape.tiny.makeTrunk(seed: 2)
+        return try HeadTrainer(options: options, trunk: trunk, shape: .tiny, data: data)
+    }
+
+    @Test func headSeparatesTwoClassesAndExportsOneEncoder() throws {
+        let trainer = try headTrainer(collapseDistance: 0.01, steps: 80)
+        var losses: [Float] = []
+        let report = try trainer.train(progress: { _, _, loss in losses.append(loss) })
+        #expect(report.guardEvents.isEmpty)
+        #expect(losses.count == 80)
+        #expect(losses.suffix(10).reduce(0, +) < losses.prefix(10).reduce(0, +), "running loss: \(losses)")
+        let z = trainer.encoder.embed(trainer.data.images)
+        #expect(z.shape == [24, 8])
+        // Unit rows, and each crop nearer to its own class's centroid.
+        for r in 0..<24 {
+            let norm = (0..<8).reduce(Float(0)) { $0 + z.data[r * 8 + $1] * z.data[r * 8 + $1] }.squareRoot()
+            #expect(abs(norm - 1) < 1e-4)
+        }
+        var centroids = [[Float]](repeating: [Float](repeating: 0, count: 8), count: 2)
+        for r in 0..<24 { for c in 0..<8 { centroids[trainer.data.labels[r]][c] += z.data[r * 8 + c] / 12 } }
+        var nearestOwn = 0
+        for r in 0..<24 {
+            let d = (0..<2).map { k in (0..<8).reduce(Float(0)) { $0 + pow(z.data[r * 8 + $1] - centroids[k][$1], 2) } }
+            if d[trainer.data.labels[r]] < d[1 - trainer.data.labels[r]] { nearestOwn += 1 }
+        }
+        #expect(nearestOwn >= 22)
+        // The exported ONNX runs in the daemon's runtime with the same outputs as training's forward.
+        let onnx = try ONNXExport.encoder(trainer.encoder, inputShape: [3, 16, 16])
+        let model = try EncoderModel(data: onnx, source: "head-test")
+        #expect(model.outputDim == 8)
+        let x = CropTensorizer().batch(trainer.data.images, indices: [0, 1, 2], poses: [0, 0, 0])
+        let session = try model.makeSession(maxBatch: 3)
+        var out = [Float](repeating: 0, count: 24)
+        try session.run(input: x.data, batch: 3, output: &out)
+        for i in 0..<24 { #expect(abs(out[i] - z.data[i]) < 1e-4) }
+    }
+
+    @Test func collapseGuardRestoresAndLowersTheLearningRate() throws {
+        // A spread no embedding can reach (unit vectors are at most 2 apart) trips the guard at
+        // every check: it must restore, halve the rate, log, and stop once the rate is tiny.
+        let trainer = try headTrainer(collapseDistance: 5, steps: 30)
+        var logged: [String] = []
+        let report = try trainer.train(log: { logged.append($0) })
+        #expect(!report.guardEvents.isEmpty)
+        #expect(logged.contains { $0.contains("collapse guard") && $0.contains("restored step 0") })
+        #expect(logged.last?.contains("stopping") == true)
+    }
+}

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# beanctl train on a tiny synthetic crop tree (no ../shared needed): a short backbone run whose
+# loss goes down, --resume giving the same checkpoint as an uninterrupted run, `train head`
+# output loaded by beand's runtime (beanctl model run) and onnxruntime with equal outputs, the
+# store it writes, and bad input (empty crop dir, --labels 0, unreadable checkpoint) refused with
+# a clear error.
+set -uo pipefail
+ROOT="${BEAND_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
+BIN="${BEAND_BIN:-$ROOT/.build/debug}"
+PY="${BEAND_PY:-$ROOT/.venv/bin/python}"
+if [ ! -x "$PY" ] || ! "$PY" -c "import onnxruntime, numpy" 2>/dev/null; then
+  echo "skip: $PY lacks onnxruntime/numpy (run ./Deploy/install-deps.sh)"; exit 77
+fi
+if [ ! -x "$BIN/beanctl" ]; then echo "FAIL: $BIN/beanctl not built"; exit 1; fi
+WORK=$(mktemp -d /tmp/beand-train.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+# 2 labels × 12 beans of 64×64 crops (PNG), one photo per bean: {label}/{id}.
+"$PY" - "$WORK/tree" <<'EOF' || fail "cannot make the synthetic tree"
+import os, struct, sys, zlib
+import numpy as np
+root = sys.argv[1]
+rng = np.random.default_rng(1)
+def png(path, rgb):
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
+    def chunk(t, d): return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+yy, xx = np.mgrid[0:64, 0:64]
+for label, colour in (("Normal", (170, 140, 80)), ("Black", (50, 45, 40))):
+    os.makedirs(f"{root}/{label}", exist_ok=True)
+    for i in range(12):
+        rx, ry = 20 + rng.uniform(0, 8), 12 + rng.uniform(0, 5)
+        inside = ((xx - 32) / rx) ** 2 + ((yy - 32) / ry) ** 2 <= 1
+        img = np.zeros((64, 64, 3), np.float64)
+        img[inside] = np.array(colour) + rng.normal(0, 12, (inside.sum(), 3))
+        png(f"{root}/{label}/{i:03d}.png", np.clip(img, 0, 255).astype(np.uint8))
+EOF
+
+T="$BIN/beanctl train"
+COMMON=(--widths 4,8 --blocks 1,1 --batch 8 --threads 1)
+
+# Backbone: loss goes down over 6 epochs (mean loss of the last epoch below the first).
+$T backbone --crops "$WORK/tree" --out "$WORK/straight" --epochs 6 --seed 3 "${COMMON[@]}" >"$WORK/straight.out" 2>"$WORK/straight.err" \
+  || { cat "$WORK/straight.err"; fail "train backbone exited non-zero"; }
+grep -q "backbone.onnx" "$WORK/straight.out" || fail "train backbone did not report its exported trunk"
+losses=$(grep -o "mean loss [0-9.]*" "$WORK/straight.err" | awk '{print $3}')
+[ "$(echo "$losses" | wc -l)" -eq 6 ] || { cat "$WORK/straight.err"; fail "expected 6 epoch lines"; }
+first=$(echo "$losses" | head -1); last=$(echo "$losses" | tail -1)
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || fail "loss did not decrease: $losses"
+echo "ok: backbone loss $first → $last"
+
+# Resume: 3 epochs, then --resume to 6 gives the same checkpoint bytes as the straight run.
+$T backbone --crops "$WORK/tree" --out "$WORK/split" --epochs 3 --seed 3 "${COMMON[@]}" >/dev/null 2>&1 || fail "first half failed"
+$T backbone --crops "$WORK/tree" --out "$WORK/split" --epochs 6 --seed 3 --resume "${COMMON[@]}" >/dev/null 2>"$WORK/resume.err" \
+  || { cat "$WORK/resume.err"; fail "resume failed"; }
+grep -q "resumed from .* after epoch 3" "$WORK/resume.err" || fail "resume did not say where it continued"
+# The checkpoint header holds a JSON dictionary (key order varies): compare the exported weights.
+cmp -s "$WORK/straight/backbone.onnx" "$WORK/split/backbone.onnx" || fail "resumed run's weights differ from the uninterrupted run's"
+echo "ok: resumed run equals the uninterrupted run"
+
+# Head: one ONNX encoder + a store; the runtime and onnxruntime agree on it.
+$T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 16 --backbone "$WORK/straight/backbone.ckpt" \
+  --out "$WORK/encoder.onnx" --store-out "$WORK/store" --steps 40 --threads 1 >"$WORK/head.out" 2>"$WORK/head.err" \
+  || { cat "$WORK/head.err"; fail "train head exited non-zero"; }
+grep -q "^store .* (.* vectors of 16 beans)" "$WORK/head.out" || { cat "$WORK/head.out"; fail "no store written"; }
+"$BIN/beanctl" store info --store "$WORK/store" --json >"$WORK/store.json" 2>&1 || fail "beanctl store info cannot read the written store"
+fingerprint=$(grep -o "fingerprint [0-9a-f]*" "$WORK/head.out" | awk '{print $2}')
+"$PY" - "$WORK/store.json" "$fingerprint" <<'EOF2' || fail "the store does not match the encoder"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["dimension"] == 128 and s["count"] == 16, s
+assert s["fingerprint"] == sys.argv[2], (s["fingerprint"], sys.argv[2])
+assert sorted(s["labels"]) == ["Black", "Normal"], s["labels"]
+EOF2
+"$PY" -c "
+import numpy as np
+np.save('$WORK/x.npy', np.random.default_rng(2).normal(size=(5, 3, 64, 64)).astype(np.float32))" || fail "numpy"
+"$BIN/beanctl" model run "$WORK/encoder.onnx" --input "$WORK/x.npy" --output "$WORK/y.npy" >/dev/null || fail "beand's runtime cannot run the trained encoder"
+"$PY" - "$WORK" <<'EOF' || fail "onnxruntime disagrees with beand's runtime"
+import sys
+import numpy as np, onnxruntime as ort
+w = sys.argv[1]
+x = np.load(f"{w}/x.npy"); ours = np.load(f"{w}/y.npy")
+s = ort.InferenceSession(f"{w}/encoder.onnx", providers=["CPUExecutionProvider"])
+ref = s.run(None, {s.get_inputs()[0].name: x})[0]
+assert ref.shape == (5, 128), ref.shape
+err = np.abs(ref - ours).max()
+assert err <= 1e-4, f"max abs error {err}"
+assert np.allclose(np.linalg.norm(ref, axis=1), 1, atol=1e-4), "rows are not unit length"
+print(f"ok: encoder {ref.shape[1]}-d, runtime vs onnxruntime max abs error {err:.2e}")
+EOF
+
+# Bad input.
+mkdir -p "$WORK/empty"
+out=$($T backbone --crops "$WORK/empty" --out "$WORK/x" 2>&1); rc=$?
+[ $rc -ne 0 ] && echo "$out" | grep -q "empty: no JPEG or PNG images" || fail "empty crop dir: rc $rc, '$out'"
+out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 0 --backbone "$WORK/straight/backbone.ckpt" --out "$WORK/e.onnx" 2>&1); rc=$?
+[ $rc -eq 64 ] && echo "$out" | grep -q -- "--labels must be at least 1" || fail "--labels 0: rc $rc, '$out'"
+head -c 100 "$WORK/straight/backbone.ckpt" >"$WORK/truncated.ckpt"
+out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --backbone "$WORK/truncated.ckpt" --out "$WORK/e.onnx" 2>&1); rc=$?
+[ $rc -ne 0 ] && echo "$out" | grep -q "truncated.ckpt" || fail "truncated checkpoint: rc $rc, '$out'"
+out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --backbone "$WORK/missing.ckpt" --out "$WORK/e.onnx" 2>&1); rc=$?
+[ $rc -ne 0 ] && echo "$out" | grep -q "missing.ckpt" || fail "missing checkpoint: rc $rc, '$out'"
+[ ! -e "$WORK/e.onnx" ] || fail "a failed run left an encoder behind"
+echo "ok: bad input refused with reasons"
+echo "PASS"

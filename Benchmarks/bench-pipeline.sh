@@ -84,8 +84,8 @@ echo "encoder $ENCODER ($("$BIN/beanctl" model info "$ENCODER" 2>/dev/null | gre
 echo "| fps asked | belt px/s | beans/s | expected | ratio | p50 ms | p99 ms | camera fps | frames dropped | unscored | RSS MiB |"
 echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 best=0; best_speed=0
-for spec in "100 10000" "300 30000" "400 40000"; do
-  set -- $spec
+for spec in ${BENCH_SPECS:-100:10000 300:30000 400:40000}; do   # fps:belt px/s
+  set -- "${spec%%:*}" "${spec##*:}"
   run "$1" "$2"
   got=$(cat /tmp/beand-bench-last)
   if awk "BEGIN{exit !($got > $best)}"; then best=$got; best_speed=$2; fi

@@ -8,10 +8,14 @@ BIN="${BEAND_BIN:-.build/release}"
 TEMPLATE="${DEMO_CONFIG:-Config/demo.toml}"
 DEMO_DIR=/tmp/beand-demo
 mkdir -p "$DEMO_DIR/state"
-# Fresh copies of the shipped demo assets: the daemon and `beanctl store add` may change them.
+# Fresh copies of the shipped encoder and store (Config/model, trained by `beanctl train`; see
+# MODEL_CARD.md) and of the demo scene: the daemon and `beanctl enroll`/`store add` may change them.
+# DEMO_MODEL=Config/demo runs the old random-weight stand-in instead.
+MODEL_DIR="${DEMO_MODEL:-Config/model}"
 rm -rf "$DEMO_DIR/state/store"
-cp -r Config/demo/store "$DEMO_DIR/state/store"
-cp Config/demo/encoder.onnx "$DEMO_DIR/state/encoder.onnx"
+cp -r "$MODEL_DIR/store" "$DEMO_DIR/state/store"
+rm -f "$DEMO_DIR/state/store/LOCK"
+cp "$MODEL_DIR/encoder.onnx" "$DEMO_DIR/state/encoder.onnx"
 cp Config/demo/belt.png "$DEMO_DIR/belt.png"
 # The demo runs as whoever typed `make run`: their primary group owns the sockets.
 CONFIG="$DEMO_DIR/demo.toml"

@@ -81,13 +81,19 @@ with Journald():
                         pass
                     if time.monotonic() > deadline: p.kill(); p.wait(); fail("beand (auto) did not start")
                     time.sleep(0.05)
-                p.send_signal(signal.SIGTERM); p.wait(timeout=5)
-            found = entries(p.pid, 2 if matching else 99, timeout=5 if matching else 1)
+                code = p.send_signal(signal.SIGTERM) or p.wait(timeout=5)
             text = open(err_path).read()
             if matching:
-                check(len(by_id(found, "start")) == 1 and "beand started" not in text,
-                      "auto + JOURNAL_STREAM matching stderr → journald")
+                # Wait for the stop entry (the last one beand writes), then read them all: a count
+                # of entries could be met by other messages before the start entry is queried.
+                journal_entries(p.pid, 1, message_id=IDS["stop"], timeout=10)
+                found = entries(p.pid, 2, timeout=1)
+                check(code == 0 and len(by_id(found, "start")) == 1 and len(by_id(found, "stop")) == 1
+                      and "beand started" not in text,
+                      "auto + JOURNAL_STREAM matching stderr → journald (exit %s; entries %r; stderr %r)"
+                      % (code, [e.get("MESSAGE") for e in found], text[-500:]))
             else:
+                found = entries(p.pid, 99, timeout=1)
                 check(not found and "beand started" in text, "auto + JOURNAL_STREAM of another file → stderr")
 print("PASS")
 PYEOF

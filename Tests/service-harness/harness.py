@@ -206,15 +206,24 @@ class Journald:
         return False
 
 
-def journal_entries(pid, want, message_id=None, timeout=15):
-    """The JSON entries of process `pid` (optionally one MESSAGE_ID), polled until `want` arrived."""
+# Entries older than this test are never ours: the journal keeps the entries of earlier runs, and a
+# busy machine reuses PIDs, so `_PID=` alone can match another, long-gone beand.
+TEST_STARTED_USEC = int(time.time() * 1_000_000)
+
+
+def journal_entries(pid, want, message_id=None, timeout=15, since_usec=None):
+    """The JSON entries of process `pid` (optionally one MESSAGE_ID) written since this test
+    started (or `since_usec`), polled until `want` arrived."""
+    since = TEST_STARTED_USEC if since_usec is None else since_usec
     deadline = time.monotonic() + timeout
     while True:
         subprocess.run(["journalctl", "--sync"], capture_output=True, timeout=10)
         match = ["MESSAGE_ID=" + message_id] if message_id else []
-        out = subprocess.run(["journalctl", "-o", "json", "--no-pager", "_PID=%d" % pid, *match],
+        out = subprocess.run(["journalctl", "-o", "json", "--no-pager", "--since=@%d" % (since // 1_000_000 - 1),
+                              "_PID=%d" % pid, *match],
                              capture_output=True, timeout=30).stdout.decode()
-        found = [json.loads(l) for l in out.splitlines() if l.strip()]
+        found = [e for e in (json.loads(l) for l in out.splitlines() if l.strip())
+                 if int(e.get("__REALTIME_TIMESTAMP", "0")) >= since]
         if len(found) >= want or time.monotonic() > deadline:
             return found
         time.sleep(0.2)

@@ -2,7 +2,7 @@
 # End to end: beand (release) on the belt simulator over the demo scene (Config/demo/belt.png, 150 beans
 # on a 3,000 px photo, which the simulator wraps with a 720 px empty window between passes), the
 # default (trained) encoder and store from Config/model (BENCH_ENCODER / BENCH_STORE override them;
-# the demo's stand-in when Config/model is absent), 2 scorer workers, one 1280x720 camera, the
+# the demo's stand-in when Config/model is absent), 2 scorer workers (BENCH_WORKERS), one 1280x720 camera, the
 # spool on with its defaults.
 # For each belt speed it runs beand for SECONDS and prints, from `beanctl status --json`: beans/s
 # decided, the beans/s the scene delivers at that speed (expected), their ratio, capture→decision
@@ -41,7 +41,7 @@ group = "$group"
 path = "$work/state/store"
 [encoder]
 model = "$work/state/encoder.onnx"
-workers = 2
+workers = ${BENCH_WORKERS:-2}
 [[camera]]
 name = "belt0"
 source = "belt:$work/belt.png"

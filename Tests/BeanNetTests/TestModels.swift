@@ -72,19 +72,8 @@ struct ModelBuilder {
         g.name = "test"
         g.node = nodes
         g.initializer = initializers
-        var vi = Onnx_ValueInfoProto()
-        vi.name = input
-        var tt = Onnx_TypeProto.Tensor()
-        tt.elemType = Int32(Onnx_TensorProto.DataType.float.rawValue)
-        var shape = Onnx_TensorShapeProto()
-        shape.dim = dims.map { d in
-            var dim = Onnx_TensorShapeProto.Dimension()
-            if let d { dim.dimValue = d } else { dim.dimParam = "dyn" }
-            return dim
-        }
-        tt.shape = shape
-        vi.type.tensorType = tt
-        g.input = [vi]
+        // The exporter's own value-info builder: a float tensor, `nil` dims symbolic.
+        g.input = [ONNXExport.valueInfo(input, dims: dims)]
         var out = Onnx_ValueInfoProto()
         out.name = output
         g.output = [out]

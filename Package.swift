@@ -27,9 +27,11 @@ let package = Package(
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
 
-        .target(name: "BeanCore"),
+        .systemLibrary(name: "CThread"),
+        .target(name: "BeanCore", dependencies: ["CThread"]),
         .target(name: "BeanCapture", dependencies: ["BeanCore", "CV4L2", "CJPEG", "CPNG"]),
-        .target(name: "BeanVision", dependencies: ["BeanCore"]),
+        .systemLibrary(name: "CVision"),
+        .target(name: "BeanVision", dependencies: ["BeanCore", "CVision"]),
         .target(name: "BeanNet", dependencies: [
             "BeanCore", "CBLAS",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),

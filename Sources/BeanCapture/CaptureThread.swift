@@ -137,6 +137,7 @@ public final class CaptureThread: @unchecked Sendable {
     }
 
     private func run() {
+        CurrentThread.setName("capture/\(source.name)")
         do {
             while !stopFlag.isRaised {
                 guard let frame = try source.nextFrame() else { break }

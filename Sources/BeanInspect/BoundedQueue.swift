@@ -109,6 +109,26 @@ public final class BoundedQueue<Element>: QueueGaugeSource, @unchecked Sendable 
     public func push(_ element: Element) -> PushOutcome<Element> {
         lock.lock()
         defer { lock.unlock() }
+        return pushLocked(element)
+    }
+
+    /// Pushes several elements under one hold of the lock, so a consumer waiting in `popBatch`
+    /// takes them together (a frame's beans reach the encoder as one batch, not one by one).
+    /// Elements the overload policy evicted or refused, and any refused after `close()`, are
+    /// appended to `displaced`.
+    public func push<S: Sequence>(contentsOf elements: S, displaced: inout [Element]) where S.Element == Element {
+        lock.lock()
+        defer { lock.unlock() }
+        for element in elements {
+            switch pushLocked(element) {
+            case .enqueued: break
+            case .evicted(let old), .refused(let old), .closed(let old): displaced.append(old)
+            }
+        }
+    }
+
+    // Lock held.
+    private func pushLocked(_ element: Element) -> PushOutcome<Element> {
         if isClosed { return .closed(element) }
         if count < capacity {
             append(element)
@@ -157,10 +177,16 @@ public final class BoundedQueue<Element>: QueueGaugeSource, @unchecked Sendable 
     /// Returns how many were appended (0 on timeout, or when closed and empty).
     @discardableResult
     public func popBatch(maxCount: Int, timeoutMilliseconds: Int? = nil, into batch: inout [Element]) -> Int {
+        popBatch(maxCount: maxCount, timeoutNanoseconds: timeoutMilliseconds.map { UInt64(max($0, 0)) * 1_000_000 },
+                 into: &batch)
+    }
+
+    /// `popBatch` with a timeout in nanoseconds (nil waits for ever).
+    public func popBatch(maxCount: Int, timeoutNanoseconds: UInt64?, into batch: inout [Element]) -> Int {
         guard maxCount > 0 else { return 0 }
         lock.lock()
         defer { lock.unlock() }
-        let deadline = timeoutMilliseconds.map { MonotonicInstant.now().nanoseconds + UInt64(max($0, 0)) * 1_000_000 }
+        let deadline = timeoutNanoseconds.map { MonotonicInstant.now().nanoseconds + $0 }
         while count == 0 {
             if isClosed { return 0 }
             if !lock.wait(untilNanoseconds: deadline), count == 0 { return 0 }

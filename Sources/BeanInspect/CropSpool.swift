@@ -106,6 +106,10 @@ public final class CropSpool: @unchecked Sendable {
     public func start() {
         done.enter()
         let thread = Thread { [self] in
+            CurrentThread.setName("spool")
+            // Review crops are best effort (a full queue drops crops, never decisions): under
+            // contention the spool's file work must not take CPU from segmentation and scoring.
+            CurrentThread.setPriority(relativeToProcess: 10)
             writerLoop()
             done.leave()
         }

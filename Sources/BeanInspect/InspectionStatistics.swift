@@ -19,6 +19,9 @@ public struct InspectionSnapshot: Sendable, Hashable {
     /// while no bean was decided in that time.
     public var latencyP50Microseconds: UInt64?
     public var latencyP99Microseconds: UInt64?
+    /// The same latency cut into stages (`LatencyStage.names`), over the same windows: where the
+    /// time goes when the total is high.
+    public var latencyStages: [LatencyStage] = []
     public var queues: [QueueGauge]
 
     /// Key in `rejectsByLabel` for one-class rejects, which have no label.
@@ -39,7 +42,7 @@ extension InspectionSnapshot: Encodable {
         case rejectsTotal = "rejects_total", rejectsByLabel = "rejects_by_label"
         case rejectFractionByLabel = "reject_fraction_by_label", unknownTotal = "unknown_total"
         case unscoredTotal = "unscored_total", beansPerSecond = "beans_per_s"
-        case latencyP50 = "latency_p50_us", latencyP99 = "latency_p99_us", queues
+        case latencyP50 = "latency_p50_us", latencyP99 = "latency_p99_us", latencyStages = "latency_stages_us", queues
     }
 
     /// The status fields in the control protocol's snake_case; absent latencies are JSON null.
@@ -56,8 +59,33 @@ extension InspectionSnapshot: Encodable {
         try container.encode(beansPerSecond, forKey: .beansPerSecond)
         try container.encode(latencyP50Microseconds, forKey: .latencyP50)
         try container.encode(latencyP99Microseconds, forKey: .latencyP99)
+        var stages = container.nestedContainer(keyedBy: DynamicKey.self, forKey: .latencyStages)
+        for stage in latencyStages {
+            var figures = stages.nestedContainer(keyedBy: DynamicKey.self, forKey: DynamicKey(stage.name))
+            try figures.encode(stage.p50Microseconds, forKey: DynamicKey("p50"))
+            try figures.encode(stage.p99Microseconds, forKey: DynamicKey("p99"))
+        }
         try container.encode(queues, forKey: .queues)
     }
+}
+
+private struct DynamicKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(_ string: String) { stringValue = string }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+/// One stage of the capture → decision latency.
+public struct LatencyStage: Sendable, Hashable {
+    /// `vision`: capture → segmented and tracked (the frame's wait for its camera thread included);
+    /// `scoring`: → embedded and searched (the encode queue's wait included);
+    /// `decision`: → decided (the decision queue's wait included).
+    public static let names = ["vision", "scoring", "decision"]
+    public var name: String
+    public var p50Microseconds: UInt64?
+    public var p99Microseconds: UInt64?
 }
 
 /// Counters, rate and latency of the decision stage.
@@ -88,6 +116,8 @@ public final class InspectionStatistics: @unchecked Sendable {
     private var rateStamps: [UInt64]
     private var latencyCurrent = LatencyHistogram()
     private var latencyPrevious = LatencyHistogram()
+    private var stageCurrent = Array(repeating: LatencyHistogram(), count: LatencyStage.names.count)
+    private var stagePrevious = Array(repeating: LatencyHistogram(), count: LatencyStage.names.count)
     private var latencyWindowStart: UInt64
     private let queueSources: [any QueueGaugeSource]
 
@@ -109,7 +139,10 @@ public final class InspectionStatistics: @unchecked Sendable {
     }
 
     /// Counts one decided bean. Writer thread only.
+    /// `segmented` and `embedded` (nil for a bean that never reached that stage) feed the stage
+    /// latencies.
     public func record(verdict: Verdict, label: Label?, eject: Bool, captured: MonotonicInstant,
+                       segmented: MonotonicInstant? = nil, embedded: MonotonicInstant? = nil,
                        decided: MonotonicInstant) {
         beans += 1
         if eject { ejected += 1 }
@@ -127,13 +160,18 @@ public final class InspectionStatistics: @unchecked Sendable {
         if decided >= captured {
             latencyCurrent.record(microseconds: (decided.nanoseconds - captured.nanoseconds) / 1_000)
         }
+        if let segmented, let embedded, captured <= segmented, segmented <= embedded, embedded <= decided {
+            stageCurrent[0].record(microseconds: (segmented.nanoseconds - captured.nanoseconds) / 1_000)
+            stageCurrent[1].record(microseconds: (embedded.nanoseconds - segmented.nanoseconds) / 1_000)
+            stageCurrent[2].record(microseconds: (decided.nanoseconds - embedded.nanoseconds) / 1_000)
+        }
     }
 
     /// Convenience for a decided `BeanRecord` (unscored records carry no `decided` time: pass `now`).
     public func record(_ record: BeanRecord, now: MonotonicInstant) {
         guard let verdict = record.verdict else { return }
         self.record(verdict: verdict, label: record.label, eject: record.eject, captured: record.captured,
-                    decided: record.decided ?? now)
+                    segmented: record.segmented, embedded: record.embedded, decided: record.decided ?? now)
     }
 
     /// Computes and publishes a snapshot for readers. Writer thread only.
@@ -144,6 +182,11 @@ public final class InspectionStatistics: @unchecked Sendable {
             unknownTotal: unknown, unscoredTotal: unscored, beansPerSecond: beansPerSecond(at: now),
             latencyP50Microseconds: latencyCurrent.quantile(0.5, mergedWith: latencyPrevious),
             latencyP99Microseconds: latencyCurrent.quantile(0.99, mergedWith: latencyPrevious),
+            latencyStages: LatencyStage.names.indices.map { index in
+                LatencyStage(name: LatencyStage.names[index],
+                             p50Microseconds: stageCurrent[index].quantile(0.5, mergedWith: stagePrevious[index]),
+                             p99Microseconds: stageCurrent[index].quantile(0.99, mergedWith: stagePrevious[index]))
+            },
             queues: queueSources.map { $0.gauge() })
         published.withLock { $0 = snapshot }
     }
@@ -187,9 +230,15 @@ public final class InspectionStatistics: @unchecked Sendable {
             // Idle for more than a whole window: both windows are stale.
             latencyPrevious.reset()
             latencyCurrent.reset()
+            for index in stageCurrent.indices {
+                stagePrevious[index].reset()
+                stageCurrent[index].reset()
+            }
         } else {
             swap(&latencyPrevious, &latencyCurrent)
             latencyCurrent.reset()
+            swap(&stagePrevious, &stageCurrent)
+            for index in stageCurrent.indices { stageCurrent[index].reset() }
         }
         latencyWindowStart = instant.nanoseconds - (instant.nanoseconds - latencyWindowStart) % latencyWindowNanoseconds
     }

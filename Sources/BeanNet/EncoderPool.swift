@@ -12,13 +12,19 @@ public struct EncoderPoolConfiguration: Sendable {
     /// … or when its oldest crop has waited this long (seconds).
     public var maxWait: Double
     public var preprocessing: Preprocessing
+    /// The workers' nice value relative to the process's while they run (nil: whatever Dispatch
+    /// gives them, -2 for user-initiated work when the process may raise priorities). The daemon
+    /// puts them a little below its camera threads: a frame that is not segmented loses every
+    /// bean in it, a crop that waits only uses up its slack before the eject time.
+    public var workerNiceness: Int32?
 
     public init(workers: Int = ProcessInfo.processInfo.activeProcessorCount, maxBatch: Int = 16, maxWait: Double = 0.002,
-                preprocessing: Preprocessing = Preprocessing()) {
+                preprocessing: Preprocessing = Preprocessing(), workerNiceness: Int32? = nil) {
         self.workers = workers
         self.maxBatch = maxBatch
         self.maxWait = maxWait
         self.preprocessing = preprocessing
+        self.workerNiceness = workerNiceness
     }
 }
 
@@ -50,6 +56,8 @@ public final class EncoderPool: @unchecked Sendable {
         var request: Request
         var index: Int
         var arrival: UInt64
+        /// False when the caller already batched: a micro-batch led by this crop starts at once.
+        var mayWait: Bool
     }
 
     public let model: EncoderModel
@@ -79,7 +87,9 @@ public final class EncoderPool: @unchecked Sendable {
         let sessions = try (0..<configuration.workers).map { _ in try model.makeSession(maxBatch: configuration.maxBatch) }
         queues = (0..<configuration.workers).map { DispatchQueue(label: "beand.encoder.\($0)", qos: .userInitiated) }
         running = sessions.count
-        for (q, s) in zip(queues, sessions) { q.async { self.workerLoop(session: s) } }
+        for (index, (q, s)) in zip(queues, sessions).enumerated() {
+            q.async { self.workerLoop(index: index, session: s) }
+        }
     }
 
     public var statistics: Statistics {
@@ -88,7 +98,11 @@ public final class EncoderPool: @unchecked Sendable {
     }
 
     /// Queues `crops`; `completion` receives one vector per crop, in order (on a worker thread).
-    public func embed(_ crops: [BeanCrop], completion: @escaping @Sendable (Result<[[Float]], Error>) -> Void) {
+    /// `waitForMore: false` is for callers that batch themselves (the daemon's scorers take a
+    /// frame's beans at once): their crops do not wait `maxWait` for others to join, which would
+    /// only add latency.
+    public func embed(_ crops: [BeanCrop], waitForMore: Bool = true,
+                      completion: @escaping @Sendable (Result<[[Float]], Error>) -> Void) {
         do {
             for c in crops { try Preprocessing.check(c) }
         } catch {
@@ -102,7 +116,9 @@ public final class EncoderPool: @unchecked Sendable {
             lock.unlock()
             completion(.failure(ModelError(.usage, "encoder pool is shut down"))); return
         }
-        for (i, c) in crops.enumerated() { pending.append(Item(crop: c, request: request, index: i, arrival: now)) }
+        for (i, c) in crops.enumerated() {
+            pending.append(Item(crop: c, request: request, index: i, arrival: now, mayWait: waitForMore))
+        }
         lock.broadcast()
         lock.unlock()
     }
@@ -112,10 +128,10 @@ public final class EncoderPool: @unchecked Sendable {
     }
 
     /// Blocking variant for command-line tools and tests.
-    public func embedSync(_ crops: [BeanCrop]) throws -> [[Float]] {
+    public func embedSync(_ crops: [BeanCrop], waitForMore: Bool = true) throws -> [[Float]] {
         let done = DispatchSemaphore(value: 0)
         let box = ResultBox()
-        embed(crops) { r in box.result = r; done.signal() }
+        embed(crops, waitForMore: waitForMore) { r in box.result = r; done.signal() }
         done.wait()
         guard let result = box.result else {
             throw ModelError(.usage, "encoder pool finished a request without a result")
@@ -134,7 +150,12 @@ public final class EncoderPool: @unchecked Sendable {
         lock.unlock()
     }
 
-    private func workerLoop(session: InferenceSession) {
+    private func workerLoop(index: Int, session: InferenceSession) {
+        // The loop holds this Dispatch thread until shutdown; name it for `top -H` meanwhile.
+        let dispatchName = CurrentThread.name
+        CurrentThread.setName("encoder-\(index)")
+        defer { CurrentThread.setName(dispatchName) }
+        if let niceness = configuration.workerNiceness { CurrentThread.setPriority(relativeToProcess: niceness) }
         let maxBatch = configuration.maxBatch
         let waitNs = UInt64(configuration.maxWait * 1e9)
         var batch: [Item] = []
@@ -148,7 +169,7 @@ public final class EncoderPool: @unchecked Sendable {
             while pending.isEmpty && !stopping { lock.wait() }
             if pending.isEmpty && stopping { break }
             // Let the batch fill until max_batch or until its oldest crop has waited max_wait.
-            while pending.count < maxBatch && !stopping, let first = pending.first {
+            while pending.count < maxBatch && !stopping, let first = pending.first, first.mayWait {
                 let deadline = first.arrival + waitNs
                 let now = DispatchTime.now().uptimeNanoseconds
                 if now >= deadline { break }

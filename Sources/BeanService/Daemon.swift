@@ -320,7 +320,7 @@ public final class Daemon: @unchecked Sendable {
         let wedgeAfter = Self.environment()["BEAND_DEBUG_WEDGE_STATUS_AFTER_MS"].flatMap(Int.init).map(Duration.milliseconds)
         let logger = self.logger
         #endif
-        let thread = PeriodicThread(name: "beand-status", period: liveness.beatInterval) { stop in
+        let thread = PeriodicThread(name: "status", period: liveness.beatInterval) { stop in
             #if DEBUG
             // Test hook (debug builds only): the ticker hangs as a wedged pipeline loop would, so the
             // watchdog test can see WATCHDOG=1 stop.
@@ -348,7 +348,7 @@ public final class Daemon: @unchecked Sendable {
         let notifier = self.notifier
         let logger = self.logger
         var reportedStall = false
-        let thread = PeriodicThread(name: "beand-watchdog", period: interval, waitFirst: true) { _ in
+        let thread = PeriodicThread(name: "watchdog", period: interval, waitFirst: true) { _ in
             let stalled = liveness.stalledSinceLastCheck()
             if stalled.isEmpty {
                 notifier.watchdog()

@@ -1,3 +1,4 @@
+import BeanCore
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -134,6 +135,7 @@ private final class Watcher: @unchecked Sendable {
         stopFD = efd
         stopWriteFD = pipeFDs[1]
         let thread = Thread { [ifd, efd, done] in
+            CurrentThread.setName("store-watch")
             Watcher.loop(inotifyFD: ifd, stopFD: efd, changed: changed)
             done.signal()
         }

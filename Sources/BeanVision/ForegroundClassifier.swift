@@ -2,6 +2,8 @@
 /// built once per background model: the per-pixel cost is one table look-up whatever the distance.
 struct ForegroundClassifier {
     private(set) var table: [UInt8]
+    /// The same table as 32,768 bits (4 KiB), for the vectorised RGB24 kernel.
+    private(set) var bits: [UInt32] = []
 
     /// Background = the shades of `background` from (1 - shade) × to (1 + shade) ×.
     init(background: RGB, shade: Double, threshold: Double, chromaWeight: Double) {
@@ -41,6 +43,8 @@ struct ForegroundClassifier {
                 }
             }
         }
+        bits = [UInt32](repeating: 0, count: table.count / 32)
+        for (index, value) in table.enumerated() where value != 0 { bits[index >> 5] |= 1 << UInt32(index & 31) }
     }
 
     @inline(__always)

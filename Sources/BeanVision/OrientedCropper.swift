@@ -59,36 +59,56 @@ extension Segmenter {
         let bpp = frame.format.bytesPerPixel, stride = frame.stride
         let w = frame.width, h = frame.height
         let bg = settings.background
-        frame.pixels.withUnsafeBufferPointer { src in
-            pixels.withUnsafeMutableBufferPointer { out in
-                for v in 0..<size {
-                    for u in 0..<size {
-                        // Crop (u, v) → bean frame (major axis along u) → image.
-                        let pu = (Double(u) + 0.5 - half) * scale, pv = (Double(v) + 0.5 - half) * scale
-                        let x = bean.centroidX + pu * c - pv * s
-                        let y = bean.centroidY + pu * s + pv * c
-                        let o = (v * size + u) * 3
-                        let nx = Int(x.rounded(.down)), ny = Int(y.rounded(.down))
-                        guard nx >= 0, ny >= 0, nx < w, ny < h, label(x: nx, y: ny) == bean.label else {
-                            out[o] = bg.red; out[o + 1] = bg.green; out[o + 2] = bg.blue
-                            continue
-                        }
-                        // Bilinear over the pixel centres, clamped at the frame edge.
-                        let fx = max(0, min(Double(w - 1), x - 0.5)), fy = max(0, min(Double(h - 1), y - 0.5))
-                        let x0 = Int(fx), y0 = Int(fy)
-                        let x1 = min(x0 + 1, w - 1), y1 = min(y0 + 1, h - 1)
-                        let ax = fx - Double(x0), ay = fy - Double(y0)
-                        for ch in 0..<3 {
-                            let k = bpp == 3 ? ch : 0
-                            let p00 = Double(src[y0 * stride + x0 * bpp + k]), p10 = Double(src[y0 * stride + x1 * bpp + k])
-                            let p01 = Double(src[y1 * stride + x0 * bpp + k]), p11 = Double(src[y1 * stride + x1 * bpp + k])
-                            let top = p00 + (p10 - p00) * ax, bottom = p01 + (p11 - p01) * ax
-                            out[o + ch] = UInt8(max(0, min(255, (top + (bottom - top) * ay).rounded())))
+        let label = bean.label, labelWidth = self.labelWidth
+        // Runs once per decided bean on the camera's thread (thousands a second): raw pointers,
+        // coordinates stepped along each crop row, no libm call per pixel.
+        frame.pixels.withUnsafeBufferPointer { srcBuffer in
+            labels.withUnsafeBufferPointer { labelBuffer in
+                pixels.withUnsafeMutableBufferPointer { outBuffer in
+                    guard let src = srcBuffer.baseAddress, let labelMap = labelBuffer.baseAddress,
+                          let out = outBuffer.baseAddress else { return }
+                    let maxX = Double(w - 1), maxY = Double(h - 1)
+                    for v in 0..<size {
+                        let pv = (Double(v) + 0.5 - half) * scale
+                        var o = v * size * 3
+                        for u in 0..<size {
+                            // Crop (u, v) → bean frame (major axis along u) → image.
+                            let pu = (Double(u) + 0.5 - half) * scale
+                            let x = bean.centroidX + pu * c - pv * s
+                            let y = bean.centroidY + pu * s + pv * c
+                            defer { o += 3 }
+                            let nx = Self.floor(x), ny = Self.floor(y)
+                            guard nx >= 0, ny >= 0, nx < w, ny < h, labelMap[ny * labelWidth + nx] == label else {
+                                out[o] = bg.red; out[o + 1] = bg.green; out[o + 2] = bg.blue
+                                continue
+                            }
+                            // Bilinear over the pixel centres, clamped at the frame edge.
+                            let fx = max(0, min(maxX, x - 0.5)), fy = max(0, min(maxY, y - 0.5))
+                            let x0 = Int(fx), y0 = Int(fy)
+                            let x1 = min(x0 + 1, w - 1), y1 = min(y0 + 1, h - 1)
+                            let ax = fx - Double(x0), ay = fy - Double(y0)
+                            let r0 = src + y0 * stride, r1 = src + y1 * stride
+                            let i0 = x0 * bpp, i1 = x1 * bpp
+                            for ch in 0..<3 {
+                                let k = bpp == 3 ? ch : 0
+                                let p00 = Double(r0[i0 + k]), p10 = Double(r0[i1 + k])
+                                let p01 = Double(r1[i0 + k]), p11 = Double(r1[i1 + k])
+                                let top = p00 + (p10 - p00) * ax, bottom = p01 + (p11 - p01) * ax
+                                // Non-negative, so +0.5 and truncation round half away from zero.
+                                out[o + ch] = UInt8(truncatingIfNeeded: Int(max(0, min(255, top + (bottom - top) * ay)) + 0.5))
+                            }
                         }
                     }
                 }
             }
         }
+    }
+
+    /// ⌊x⌋ without a libm call (coordinates are far inside Int's range).
+    @inline(__always)
+    private static func floor(_ x: Double) -> Int {
+        let t = Int(x)
+        return Double(t) > x ? t - 1 : t
     }
 
     /// The crop as the encoder's input type.

@@ -1,4 +1,5 @@
 import BeanCore
+import CVision
 
 /// Finds beans in frames: background distance → bit mask → opening/closing → 8-connected
 /// components → hole filling and touching-bean split per component → area and shape filters.
@@ -8,11 +9,22 @@ import BeanCore
 /// the bean list stay valid until the next call of `segment`.
 public final class Segmenter {
     public let settings: SegmenterSettings
+    /// Which threshold kernel this CPU runs: 1 = AVX-512 with VBMI, 0 = scalar. Tests set 0 to
+    /// check that both give the same mask.
+    static let detectedKernelLevel = beand_vision_cpu_level()
+    var thresholdKernelLevel = Segmenter.detectedKernelLevel
     private var classifier: ForegroundClassifier?
     private var learner = BackgroundLearner()
     private var mask = BinaryMask()
     private var components = RunComponents()
     private var splitter = TouchingBeanSplitter()
+    /// Tests turn this off to check that skipping the watershed for nearly convex components
+    /// changes no result.
+    var skipsWatershedForConvexComponents: Bool {
+        get { splitter.skipsNearlyConvex }
+        set { splitter.skipsNearlyConvex = newValue }
+    }
+    var watershedsSkipped: Int { splitter.watershedsSkipped }
 
     /// Per-pixel bean label of the last frame (0 = none), frame-sized, row-major.
     public private(set) var labels: [Int32] = []
@@ -174,29 +186,41 @@ public final class Segmenter {
         dirtyBoxes.removeAll(keepingCapacity: true)
     }
 
+    /// The packed foreground mask of `frame` before morphology (tests compare the kernels on it).
+    func foregroundBits(_ frame: Frame) throws -> [UInt64] {
+        let region = try checkedRegion(frame)
+        if classifier == nil { try learnBackground(from: frame) }
+        guard let classifier else {
+            throw SegmentationError(camera: frame.camera, sequence: frame.sequence, reason: "no background colour")
+        }
+        mask.reset(width: frame.width, height: frame.height)
+        threshold(frame, region: region, classifier: classifier)
+        return mask.words
+    }
+
+    /// Sets the mask bit of every foreground pixel of the region (the mask is all zero before).
     private func threshold(_ frame: Frame, region: PixelRect, classifier: ForegroundClassifier) {
         let bpp = frame.format.bytesPerPixel
         let stride = frame.stride
         let wpr = mask.wordsPerRow
+        let level = thresholdKernelLevel
         frame.pixels.withUnsafeBufferPointer { px in
             classifier.table.withUnsafeBufferPointer { lut in
-                mask.words.withUnsafeMutableBufferPointer { words in
-                    guard let base = px.baseAddress, let table = lut.baseAddress, let w = words.baseAddress else { return }
-                    for y in region.y..<region.maxY {
-                        var p = base + y * stride + region.x * bpp
-                        let row = w + y * wpr
-                        var acc: UInt64 = 0
-                        var x = region.x
-                        let end = region.maxX
-                        if bpp == 3 {
-                            while x < end {
-                                let i = (Int(p[0] >> 3) << 10) | (Int(p[1] >> 3) << 5) | Int(p[2] >> 3)
-                                acc |= UInt64(table[i]) << UInt64(x & 63)
-                                if x & 63 == 63 { row[x >> 6] = acc; acc = 0 }
-                                x += 1
-                                p += 3
+                classifier.bits.withUnsafeBufferPointer { bitTable in
+                    mask.words.withUnsafeMutableBufferPointer { words in
+                        guard let base = px.baseAddress, let table = lut.baseAddress, let bits = bitTable.baseAddress,
+                              let w = words.baseAddress else { return }
+                        for y in region.y..<region.maxY {
+                            let row = w + y * wpr
+                            if bpp == 3 {
+                                beand_threshold_rgb24(level, base + y * stride, region.x, region.maxX, table, bits, row)
+                                continue
                             }
-                        } else {
+                            // Grey: one byte a pixel, looked up as the grey colour (v, v, v).
+                            var p = base + y * stride + region.x
+                            var acc: UInt64 = 0
+                            var x = region.x
+                            let end = region.maxX
                             while x < end {
                                 let v = Int(p[0] >> 3)
                                 acc |= UInt64(table[(v << 10) | (v << 5) | v]) << UInt64(x & 63)
@@ -204,8 +228,8 @@ public final class Segmenter {
                                 x += 1
                                 p += 1
                             }
+                            if end & 63 != 0 { row[(end - 1) >> 6] |= acc }
                         }
-                        if end & 63 != 0 { row[(end - 1) >> 6] |= acc }
                     }
                 }
             }

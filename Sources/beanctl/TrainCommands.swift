@@ -219,6 +219,8 @@ struct TrainHead: ParsableCommand {
     var classificationWeight: Float = HeadOptions().classificationWeight
     @Flag(name: .customLong("freeze-trunk"), help: "Train the MLP head only (default: also fine-tune the trunk's last stage).")
     var freezeTrunk = false
+    @Flag(name: .customLong("fine-tune-trunk"), help: "Fine-tune the whole trunk with the head (slower: every step runs the full network).")
+    var fineTuneTrunk = false
     @Option(name: .customLong("store-out"), help: ArgumentHelp("Also write a vector store of the labelled beans' usable photos.", valueName: "dir"))
     var storeOut: String?
     @OptionGroup var source: CropSourceOptions
@@ -274,7 +276,9 @@ struct TrainHead: ParsableCommand {
         options.learningRate = learningRate
         options.margin = margin
         options.classificationWeight = classificationWeight
+        if freezeTrunk && fineTuneTrunk { throw ValidationError("--freeze-trunk and --fine-tune-trunk exclude each other") }
         options.fineTuneLastStage = !freezeTrunk
+        options.fineTuneWholeTrunk = fineTuneTrunk
         options.seed = seed &+ 17
         let wallStart = Date(), cpuStart = cpuSeconds()
         let trainer = try HeadTrainer(options: options, trunk: model.trunk, shape: shape, data: data)

@@ -69,6 +69,28 @@ import Testing
         #expect(queue.popBatch(maxCount: 4, into: &batch) == 0)
     }
 
+    @Test func pushingSeveralAtOnceReachesAWaitingConsumerAsOneBatch() async {
+        let queue = BoundedQueue<Int>(name: "encode", capacity: 4, policy: .dropOldest)
+        let consumer = Task.detached { () -> [Int] in
+            var batch: [Int] = []
+            _ = queue.popBatch(maxCount: 16, timeoutMilliseconds: 5_000, into: &batch)
+            return batch
+        }
+        try? await Task.sleep(for: .milliseconds(50))  // the consumer is waiting
+        var displaced: [Int] = []
+        queue.push(contentsOf: [1, 2, 3], displaced: &displaced)
+        #expect(await consumer.value == [1, 2, 3])
+        #expect(displaced.isEmpty)
+        // Over capacity: the policy applies element by element and the displaced come back.
+        queue.push(contentsOf: 10...15, displaced: &displaced)
+        #expect(displaced == [10, 11])
+        #expect([queue.tryPop(), queue.tryPop(), queue.tryPop(), queue.tryPop()] == [12, 13, 14, 15])
+        queue.close()
+        displaced.removeAll()
+        queue.push(contentsOf: [7], displaced: &displaced)
+        #expect(displaced == [7])
+    }
+
     @Test func popTimesOutOnEmptyAndCloseWakesWaiters() {
         let queue = BoundedQueue<Int>(name: "q", capacity: 4, policy: .dropNewest)
         #expect(queue.pop(timeoutMilliseconds: 20) == nil)

@@ -117,6 +117,34 @@ import Testing
         #expect(empty?["latency_p50_us"] is NSNull)
     }
 
+    @Test func stageLatenciesSplitTheTotalWhereTheTimeGoes() throws {
+        let stats = InspectionStatistics(started: at(0), latencyWindowSeconds: 10)
+        // 1,000 beans: 3 ms in vision, 7 ms scoring, 0.5 ms deciding; one bean without stage
+        // times (unscored) counts in the total only.
+        for i in 0..<1000 {
+            let t = 1 + Double(i) * 0.001
+            stats.record(verdict: .accept, label: "Normal", eject: false, captured: at(t), segmented: at(t + 0.003),
+                         embedded: at(t + 0.010), decided: at(t + 0.0105))
+        }
+        stats.record(verdict: .unscored, label: nil, eject: true, captured: at(2), decided: at(2.2))
+        stats.publishSnapshot(now: at(2.5))
+        let s = stats.snapshot()
+        #expect(s.latencyStages.map(\.name) == ["vision", "scoring", "decision"])
+        func within(_ value: UInt64?, _ expected: UInt64) -> Bool {
+            value.map { $0 >= expected && Double($0) <= Double(expected) * 1.032 } == true
+        }
+        #expect(within(s.latencyStages[0].p50Microseconds, 3000) && within(s.latencyStages[0].p99Microseconds, 3000))
+        #expect(within(s.latencyStages[1].p50Microseconds, 7000) && within(s.latencyStages[1].p99Microseconds, 7000))
+        #expect(within(s.latencyStages[2].p50Microseconds, 500) && within(s.latencyStages[2].p99Microseconds, 500))
+        #expect(within(s.latencyP50Microseconds, 10_500))
+        // Encoded under latency_stages_us; the stages age out with the total.
+        let object = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(s)) as? [String: Any])
+        let stages = try #require(object["latency_stages_us"] as? [String: [String: Any]])
+        #expect((stages["scoring"]?["p99"] as? NSNumber).map { $0.intValue >= 7000 } == true)
+        stats.publishSnapshot(now: at(40))
+        #expect(stats.snapshot().latencyStages.allSatisfy { $0.p50Microseconds == nil && $0.p99Microseconds == nil })
+    }
+
     @Test func rateOverTheSlidingWindow() {
         let stats = InspectionStatistics(started: at(1000))
         // 200 beans/s for 30 s, then nothing.

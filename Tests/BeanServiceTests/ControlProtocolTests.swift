@@ -111,7 +111,8 @@ private func decodeError(_ text: String) -> String? {
     #expect(json["beans_total"] == .null)
     #expect(json["beans_per_s"] == .null)
     #expect(json["cameras"] == .array([.object([("name", .string("cam0")), ("state", .null), ("fps", .null),
-                                                ("frames", .null), ("drops", .null)])]))
+                                                ("frames", .null), ("drops", .null),
+                                                ("tracks_lost_before_line", .null), ("tracks_born_past_line", .null)])]))
     for key in ["scoring", "rejects_by_label", "unscored_total", "unknown_total", "latency_ms", "queues"] {
         #expect(json[key] == .null, "\(key) is null without a pipeline")
     }

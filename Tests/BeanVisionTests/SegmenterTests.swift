@@ -270,3 +270,84 @@ import Glibc
         #expect(Double(big) / Double(small) > 3)
     }
 }
+
+/// The convex-hull shortcut in `TouchingBeanSplitter` must never change a segmentation: random
+/// touching pairs and lone beans, segmented with and without it at three split depths.
+@Suite struct ConvexShortcutTests {
+    @Test(arguments: [0.1, 0.3, 0.5])
+    func skippingTheWatershedForConvexComponentsChangesNothing(depth: Double) throws {
+        var rng = SplitMix64(state: 0xBEA2 &+ UInt64(depth * 100))
+        var settings = syntheticSettings()
+        settings.splitDepth = depth
+        settings.minArea = 300
+        // Peaks of at least 10 px keep the relative depth criterion binding even at depth 0.1.
+        settings.minSplitRadius = 10
+        var compared = 0, splitPairs = 0, skipped = 0
+        for _ in 0..<12 {
+            var scene = SyntheticScene(width: 960, height: 640)
+            for gy in 0..<3 {
+                for gx in 0..<4 {
+                    let cx = 120 + Double(gx) * 240, cy = 110 + Double(gy) * 210
+                    let a = Double.random(in: 18...40, using: &rng)
+                    let b = a * Double.random(in: 0.55...0.85, using: &rng)
+                    let angle = Double.random(in: 0..<Double.pi, using: &rng)
+                    scene.beans.append(DrawnBean(x: cx, y: cy, a: a, b: b, angle: angle))
+                    // Three pairs in four touch or overlap; the rest are lone beans.
+                    guard gx != 3 else { continue }
+                    let a2 = a * Double.random(in: 0.7...1.3, using: &rng), b2 = b * Double.random(in: 0.7...1.3, using: &rng)
+                    let direction = Double.random(in: 0..<Double.pi, using: &rng)
+                    let along = abs(cos(direction - angle)) * Double.random(in: 0...1, using: &rng)
+                    let distance = Double.random(in: 0.6...1.05, using: &rng) * (b + b2 + (a + a2 - b - b2) * along)
+                    scene.beans.append(DrawnBean(x: cx + distance * cos(direction), y: cy + distance * sin(direction),
+                                                 a: a2, b: b2, angle: angle + Double.random(in: -1...1, using: &rng)))
+                }
+            }
+            let frame = scene.frame()
+            let fast = try Segmenter(settings: settings)
+            let exact = try Segmenter(settings: settings)
+            exact.skipsWatershedForConvexComponents = false
+            let withShortcut = try fast.segment(frame).map { [$0.area, Int($0.centroidX * 1000), Int($0.centroidY * 1000)] }
+            let withoutShortcut = try exact.segment(frame).map { [$0.area, Int($0.centroidX * 1000), Int($0.centroidY * 1000)] }
+            #expect(withShortcut == withoutShortcut)
+            compared += withoutShortcut.count
+            var noSplit = settings
+            noSplit.splitTouching = false
+            splitPairs += withoutShortcut.count - (try Segmenter(settings: noSplit).segment(frame).count)
+            skipped += fast.watershedsSkipped
+            #expect(exact.watershedsSkipped == 0)
+        }
+        // Not vacuous: the watershed split pairs, and the shortcut skipped many components.
+        #expect(compared > 12 * 12)
+        #expect(splitPairs >= 12)
+        #expect(skipped >= 12 * 3)
+    }
+}
+
+/// The vectorised threshold kernel must set exactly the bits the scalar one sets.
+@Suite struct ThresholdKernelTests {
+    @Test func vectorAndScalarKernelsGiveTheSameMask() throws {
+        guard Segmenter.detectedKernelLevel > 0 else { return }  // nothing to compare on this CPU
+        var rng = SplitMix64(state: 42)
+        for (width, height, roi) in [(1280, 24, nil), (203, 17, nil), (333, 20, PixelRect(x: 7, y: 3, width: 250, height: 12)),
+                                     (64, 5, PixelRect(x: 63, y: 0, width: 1, height: 5))] as [(Int, Int, PixelRect?)] {
+            // Random colours near and far from the belt colour, so both answers occur often.
+            var pixels = [UInt8](repeating: 0, count: width * height * 3)
+            for index in pixels.indices {
+                let near = Int.random(in: 0...1, using: &rng) == 0
+                pixels[index] = near ? UInt8(190 + Int.random(in: 0...25, using: &rng)) : UInt8.random(in: 0...255, using: &rng)
+            }
+            let frame = Frame(camera: "k", sequence: 0, captured: MonotonicInstant(nanoseconds: 0), width: width, height: height,
+                              format: .rgb24, pixels: pixels)
+            var settings = syntheticSettings()
+            settings.regionOfInterest = roi
+            let vector = try Segmenter(settings: settings)
+            let scalar = try Segmenter(settings: settings)
+            scalar.thresholdKernelLevel = 0
+            let a = try vector.foregroundBits(frame), b = try scalar.foregroundBits(frame)
+            let differing = zip(a, b).filter { $0 != $1 }.count
+            #expect(a.count == b.count && differing == 0,
+                    "\(width)×\(height) roi \(String(describing: roi)): \(differing) of \(a.count) mask words differ")
+            #expect(a.contains { $0 != 0 } && a.contains { $0 != ~0 })
+        }
+    }
+}

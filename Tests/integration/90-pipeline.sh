@@ -98,6 +98,24 @@ belt_speed = 400
             check(s["beans_total"] > unscored and s["unscored_total"] == unscored, "beans scored after the reload: %s" % {k: s[k] for k in ("beans_total", "unscored_total")})
             check([c["name"] for c in s["cameras"]] == ["cam0", "cam1"] and all(c["state"] == "streaming" and c["frames"] > 0 for c in s["cameras"]),
                   "both cameras stream: %s" % s["cameras"])
+            # Every pipeline thread carries its name in the kernel; the encoders yield to the
+            # cameras (nice +2) and the spool to everything (nice +10).
+            threads = {}
+            for tid in os.listdir("/proc/%d/task" % daemon.process.pid):
+                try:
+                    comm = open("/proc/%d/task/%s/comm" % (daemon.process.pid, tid)).read().strip()
+                    nice = int(open("/proc/%d/task/%s/stat" % (daemon.process.pid, tid)).read().rsplit(")", 1)[1].split()[16])
+                except (OSError, ValueError, IndexError):
+                    continue
+                threads[comm] = nice
+            base = threads.get("vision/cam0")
+            want = {"capture/cam0", "capture/cam1", "vision/cam0", "vision/cam1", "scorer-0", "encoder-0",
+                    "decide", "spool", "status", "store-watch"}
+            check(want <= set(threads), "thread names in /proc: missing %s of %s" % (sorted(want - set(threads)), sorted(threads)))
+            encoders = [n for c, n in threads.items() if c.startswith("encoder-")]
+            check(base is not None and threads.get("vision/cam1") == base and encoders and all(n == base + 2 for n in encoders)
+                  and threads.get("spool") == min(19, base + 10),
+                  "nice: vision at the process's, encoders +2, spool +10: %s" % threads)
             code, _ = daemon.stop()
             check(code == 0, "exit 0")
         check(not os.path.exists(os.path.join(d, "thresholds")), "no thresholds file before any set-threshold")
@@ -154,6 +172,14 @@ belt_speed = 400
             lat = s["latency_ms"]
             check(lat["p50"] is not None and lat["p99"] is not None and 0 < lat["p50"] <= lat["p99"] < 1000,
                   "latency p50/p99 plausible: %s" % lat)
+            cam = s["cameras"][0]
+            check(isinstance(cam.get("tracks_lost_before_line"), int) and isinstance(cam.get("tracks_born_past_line"), int),
+                  "tracker counters shown per camera: %s" % cam)
+            stages = lat.get("stages") or {}
+            check(sorted(stages) == ["decision", "scoring", "vision"]
+                  and all(v["p50"] is not None and 0 <= v["p50"] <= v["p99"] <= lat["p99"] * 1.04 for v in stages.values())
+                  and sum(v["p50"] for v in stages.values()) <= lat["p99"] * 1.04,
+                  "latency stages vision/scoring/decision, each within the total: %s" % lat)
             check(s["rejects_by_label"] and sum(s["rejects_by_label"].values()) == defects, "rejects by label add up")
             check(s["beans_per_s"] is not None and s["beans_per_s"] >= 0, "beans/s shown")
             check(s["cameras"][0]["fps"] is None or s["cameras"][0]["fps"] >= 0, "fps shown")

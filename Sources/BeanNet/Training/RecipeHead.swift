@@ -34,6 +34,9 @@ public struct HeadOptions: Sendable, Equatable {
     public var embedding = 128
     /// Fine-tune the trunk's last stage too (else only the MLP head learns).
     public var fineTuneLastStage = true
+    /// Fine-tune the whole trunk (overrides `fineTuneLastStage`): the cached views are then the
+    /// augmented crops themselves, and every step runs the full network forward and back.
+    public var fineTuneWholeTrunk = false
     /// Augmented copies per pose in the cached features (poses × copies views per crop; copy 0 is clean).
     public var copiesPerPose = 2
     public var seed: UInt64 = 1
@@ -97,7 +100,7 @@ public final class HeadTrainer {
         try options.validate()
         self.options = options
         self.data = data
-        let split = options.fineTuneLastStage ? shape.lastStageStart : trunk.layers.count
+        let split = options.fineTuneWholeTrunk ? 0 : options.fineTuneLastStage ? shape.lastStageStart : trunk.layers.count
         frozen = Sequential(Array(trunk.layers[0..<split]))
         var rng = SeededRandom(seed: options.seed ^ 0x4EAD)
         let top = shape.widths.last ?? 1

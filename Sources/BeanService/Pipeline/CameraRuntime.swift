@@ -1,5 +1,6 @@
 import BeanCapture
 import BeanCore
+import BeanVision
 import Foundation
 import Logging
 
@@ -11,6 +12,10 @@ final class CameraRuntime: @unchecked Sendable {
         var fps: Double?
         var frames: UInt64
         var drops: UInt64
+        /// The tracker's tracks that ended without a decision: lost before the decision line, and
+        /// started already past it (both counted since start; tracks, not beans).
+        var lostBeforeLine: UInt64
+        var bornPastLine: UInt64
     }
 
     let config: CameraConfig
@@ -20,6 +25,8 @@ final class CameraRuntime: @unchecked Sendable {
     private var state = "starting"
     private var frames: UInt64 = 0
     private var drops: UInt64 = 0
+    private var lostBeforeLine: UInt64 = 0
+    private var bornPastLine: UInt64 = 0
     private var windowStart = MonotonicInstant.now()
     private var windowFrames: UInt64 = 0
     private var fps: Double?
@@ -32,7 +39,16 @@ final class CameraRuntime: @unchecked Sendable {
         defer { lock.unlock() }
         // A camera that stopped delivering has no current rate.
         let stale = MonotonicInstant.now().seconds(since: windowStart) > 2
-        return Figures(state: state, fps: stale && state != "streaming" ? nil : fps, frames: frames, drops: drops)
+        return Figures(state: state, fps: stale && state != "streaming" ? nil : fps, frames: frames, drops: drops,
+                       lostBeforeLine: lostBeforeLine, bornPastLine: bornPastLine)
+    }
+
+    /// Vision thread, after each frame: the tracker's counters of tracks that made no decision.
+    func trackerCounted(_ statistics: TrackerStatistics) {
+        lock.lock()
+        lostBeforeLine = statistics.lostBeforeLine
+        bornPastLine = statistics.bornPastLine
+        lock.unlock()
     }
 
     func fail(_ reason: String) {

@@ -165,7 +165,9 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
             let token = liveness.register("scorer-\(index)")
             scorersDone.enter()
             let thread = Thread { [self] in
-                scorerLoop(token: token, maxBatch: config.encoder.maxBatch)
+                CurrentThread.setName("scorer-\(index)")
+                scorerLoop(token: token, maxBatch: config.encoder.maxBatch,
+                           maxWaitNanoseconds: UInt64(config.encoder.maxWaitMilliseconds * 1_000_000))
                 token.unregister()
                 scorersDone.leave()
             }
@@ -178,6 +180,7 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
         let unscored = config.inspect.unscored
         let lead = UInt64(config.inspect.ejectLeadMilliseconds * 1_000_000)
         let thread = Thread { [self] in
+            CurrentThread.setName("decide")
             decideLoop(token: token, failSafe: FailSafe(action: unscored, ejectLeadNanoseconds: lead))
             token.unregister()
             finished.leave()
@@ -213,6 +216,7 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
         let token = liveness.register("vision-\(name)")
         visionDone.enter()
         let thread = Thread { [self] in
+            CurrentThread.setName("vision/\(name)")
             visionLoop(camera: camera, capture: capture, vision: vision, token: token)
             // A camera that ended (replay or belt without loop) is not a stalled loop.
             token.unregister()
@@ -225,6 +229,7 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
     // MARK: Vision
 
     private func visionLoop(camera: CameraRuntime, capture: CaptureThread, vision: BeltVision, token: LivenessToken) {
+        var displaced: [PendingBean] = []
         while true {
             token.beat()
             switch capture.handoff.next(timeout: 0.25) {
@@ -238,6 +243,7 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
                 let decided: [DecidedBean]
                 do {
                     decided = try vision.process(frame)
+                    camera.trackerCounted(vision.tracker.statistics)
                 } catch {
                     if visionErrors.add(1, ordering: .relaxed).oldValue == 0 {
                         logger.error("segmentation failed (logged once; counted in status)", metadata: [
@@ -246,15 +252,16 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
                     }
                     continue
                 }
+                guard !decided.isEmpty else { continue }
                 let segmented = MonotonicInstant.now()
-                for bean in decided {
-                    let pending = PendingBean(crop: bean.crop, lane: bean.event.lane, ejectAt: bean.event.ejectAt,
-                                              segmented: segmented)
-                    switch encodeQueue.push(pending) {
-                    case .enqueued: break
-                    case .evicted(let old), .refused(let old), .closed(let old):
-                        handOver(Outcome(bean: old, decision: nil, neighbors: [], embedded: nil))
-                    }
+                // The frame's beans go to the encode queue together, so one scorer takes them as
+                // one batch instead of each bean waking a scorer of its own.
+                displaced.removeAll(keepingCapacity: true)
+                encodeQueue.push(contentsOf: decided.lazy.map { bean in
+                    PendingBean(crop: bean.crop, lane: bean.event.lane, ejectAt: bean.event.ejectAt, segmented: segmented)
+                }, displaced: &displaced)
+                for old in displaced {
+                    handOver(Outcome(bean: old, decision: nil, neighbors: [], embedded: nil))
                 }
             }
         }
@@ -269,7 +276,10 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
 
     // MARK: Scoring
 
-    private func scorerLoop(token: LivenessToken, maxBatch: Int) {
+    /// Takes what the encode queue holds (a frame's beans arrive together), up to `maxBatch`;
+    /// with `maxWaitNanoseconds` > 0 it then waits that long for more to fill the batch (fewer,
+    /// larger batches at the cost of latency).
+    private func scorerLoop(token: LivenessToken, maxBatch: Int, maxWaitNanoseconds: UInt64) {
         var batch: [PendingBean] = []
         batch.reserveCapacity(maxBatch)
         while true {
@@ -278,6 +288,15 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
             if encodeQueue.popBatch(maxCount: maxBatch, timeoutMilliseconds: 250, into: &batch) == 0 {
                 if stopScorers.load(ordering: .acquiring) && encodeQueue.depth == 0 { return }
                 continue
+            }
+            if maxWaitNanoseconds > 0 && batch.count < maxBatch {
+                let deadline = MonotonicInstant.now().nanoseconds + maxWaitNanoseconds
+                while batch.count < maxBatch {
+                    let now = MonotonicInstant.now().nanoseconds
+                    guard now < deadline,
+                          encodeQueue.popBatch(maxCount: maxBatch - batch.count, timeoutNanoseconds: deadline - now,
+                                               into: &batch) > 0 else { break }
+                }
             }
             score(batch)
         }
@@ -290,7 +309,7 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
         }
         let policy = self.policy.withLock { $0 }
         do {
-            let vectors = try engine.pool.embedSync(batch.map(\.crop))
+            let vectors = try engine.pool.embedSync(batch.map(\.crop), waitForMore: false)
             let embedded = MonotonicInstant.now()
             let generation = engine.store.current
             var queries: [Float] = []
@@ -435,12 +454,19 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
                 status.cameras[index].framesPerSecond = figures.fps
                 status.cameras[index].frames = figures.frames
                 status.cameras[index].drops = figures.drops
+                status.cameras[index].lostBeforeLine = figures.lostBeforeLine
+                status.cameras[index].bornPastLine = figures.bornPastLine
             }
             status.inspection = DaemonStatus.Inspection(
                 rejectsByLabel: snapshot.rejectsByLabel, acceptedTotal: snapshot.acceptedTotal,
                 unscoredTotal: snapshot.unscoredTotal, unknownTotal: snapshot.unknownTotal,
                 latencyP50Milliseconds: snapshot.latencyP50Microseconds.map { Double($0) / 1000 },
                 latencyP99Milliseconds: snapshot.latencyP99Microseconds.map { Double($0) / 1000 },
+                latencyStages: snapshot.latencyStages.map { stage in
+                    DaemonStatus.LatencyStageFigures(name: stage.name,
+                                                     p50Milliseconds: stage.p50Microseconds.map { Double($0) / 1000 },
+                                                     p99Milliseconds: stage.p99Microseconds.map { Double($0) / 1000 })
+                },
                 queues: snapshot.queues, lostOutcomes: lost, visionErrors: visionErrors, scoringErrors: scoringErrors)
             status.spool = spoolFigures
         }

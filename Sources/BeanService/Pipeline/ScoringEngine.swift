@@ -16,6 +16,11 @@ import Logging
 /// published, and scorer threads keep a reference for one batch, so a reload never pulls a pool or
 /// a store generation from under a running batch.
 final class ScoringEngine: @unchecked Sendable {
+    /// Encoder workers run at nice +2 against the camera threads' 0: under contention a vision
+    /// thread gets about 1024 / (1024 + 2 × 655) of the two cores, enough to keep up with its
+    /// frames, and the encoders take the rest (BENCHMARKS.md, issue 6).
+    static let encoderWorkerNiceness: Int32 = 2
+
     struct Engine: Sendable {
         let model: EncoderModel
         let pool: EncoderPool
@@ -77,7 +82,8 @@ final class ScoringEngine: @unchecked Sendable {
                 }
                 let configuration = EncoderPoolConfiguration(
                     workers: encoder.workers, maxBatch: encoder.maxBatch, maxWait: encoder.maxWaitMilliseconds / 1000,
-                    preprocessing: Preprocessing(mean: encoder.mean.map { Float($0) }, std: encoder.std.map { Float($0) }))
+                    preprocessing: Preprocessing(mean: encoder.mean.map { Float($0) }, std: encoder.std.map { Float($0) }),
+                    workerNiceness: Self.encoderWorkerNiceness)
                 do {
                     pool = try EncoderPool(model: model, configuration: configuration)
                 } catch {

@@ -14,6 +14,11 @@ public struct DaemonStatus: Equatable, Sendable {
         /// (drop-oldest) because vision was behind.
         public var frames: UInt64?
         public var drops: UInt64?
+        /// Tracker tracks that ended without a decision: lost before the decision line, or started
+        /// past it. Tracks, not beans: a bean whose track breaks and is picked up again counts here
+        /// and is still decided once. Nil without vision.
+        public var lostBeforeLine: UInt64?
+        public var bornPastLine: UInt64?
         public init(name: String, state: String? = nil, framesPerSecond: Double? = nil) {
             self.name = name
             self.state = state
@@ -61,6 +66,12 @@ public struct DaemonStatus: Equatable, Sendable {
     /// The reject crop spool's figures; nil without a pipeline.
     public var spool: SpoolFigures?
 
+    public struct LatencyStageFigures: Equatable, Sendable {
+        public var name: String
+        public var p50Milliseconds: Double?
+        public var p99Milliseconds: Double?
+    }
+
     /// The pipeline's figures beyond the contract's minimum.
     public struct Inspection: Equatable, Sendable {
         public var rejectsByLabel: [String: UInt64]
@@ -69,6 +80,8 @@ public struct DaemonStatus: Equatable, Sendable {
         public var unknownTotal: UInt64
         public var latencyP50Milliseconds: Double?
         public var latencyP99Milliseconds: Double?
+        /// Stage name, p50 and p99 in milliseconds (`LatencyStage.names`).
+        public var latencyStages: [LatencyStageFigures] = []
         public var queues: [QueueGauge]
         /// Outcomes the decision queue refused (full for 200 ms): beans without a published verdict.
         public var lostOutcomes: UInt64
@@ -128,7 +141,9 @@ public final class StatusRegistry: Sendable {
             ("cameras", .array(status.cameras.map { camera in
                 .object([("name", .string(camera.name)), ("state", .optional(camera.state)),
                          ("fps", .optional(camera.framesPerSecond)), ("frames", .optional(camera.frames)),
-                         ("drops", .optional(camera.drops))])
+                         ("drops", .optional(camera.drops)),
+                         ("tracks_lost_before_line", .optional(camera.lostBeforeLine)),
+                         ("tracks_born_past_line", .optional(camera.bornPastLine))])
             })),
             ("beans_total", .optional(status.beansTotal)),
             ("rejects_total", .optional(status.rejectsTotal)),
@@ -158,7 +173,11 @@ public final class StatusRegistry: Sendable {
             ("scoring_errors", .optional(status.inspection?.scoringErrors)),
             ("latency_ms", status.inspection.map { inspection in
                 .object([("p50", .optional(inspection.latencyP50Milliseconds)),
-                         ("p99", .optional(inspection.latencyP99Milliseconds))])
+                         ("p99", .optional(inspection.latencyP99Milliseconds)),
+                         ("stages", .object(inspection.latencyStages.map { stage in
+                             (stage.name, .object([("p50", .optional(stage.p50Milliseconds)),
+                                                   ("p99", .optional(stage.p99Milliseconds))]))
+                         }))])
             } ?? .null),
             ("queues", status.inspection.map { inspection in
                 .array(inspection.queues.map { queue in

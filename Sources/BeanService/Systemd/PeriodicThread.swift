@@ -1,3 +1,4 @@
+import BeanCore
 import Dispatch
 import Foundation
 
@@ -15,6 +16,7 @@ final class PeriodicThread: @unchecked Sendable {
         let finished = self.finished
         let nanoseconds = Int(period.components.seconds) * 1_000_000_000 + Int(period.components.attoseconds / 1_000_000_000)
         thread = Thread {
+            CurrentThread.setName(name)
             defer { finished.signal() }
             if waitFirst, stopSignal.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success { return }
             while true {

@@ -80,6 +80,47 @@ private func syntheticCrops(count: Int, size: Int = 16, seed: UInt64) -> (CropIm
         #expect(last < first * 0.9, "loss per epoch: \(losses)")
     }
 
+    /// The CutPaste task starts at chance (ln 2) and needs more steps than the others to learn.
+    @Test func cutPastePretrainingLearnsToSpotThePaste() throws {
+        let (images, _) = syntheticCrops(count: 32, size: 32, seed: 5)
+        var options = BackboneOptions()
+        options.objective = .cutpaste
+        options.shape = .tiny
+        options.epochs = 40
+        options.batch = 16
+        options.learningRate = 3e-3
+        options.seed = 9
+        let trainer = try BackboneTrainer(options: options, images: images)
+        var losses: [Float] = []
+        try trainer.train(checkpoint: nil, epochEnd: { losses.append($0.meanLoss) })
+        let first = (losses[0] + losses[1]) / 2
+        let last = losses.suffix(4).reduce(0, +) / 4
+        #expect(first > 0.6 && last < first * 0.9, "loss per epoch: \(losses)")
+    }
+
+    @Test func cutPasteMovesOneRectangleOfEachCrop() {
+        var rng = SeededRandom(seed: 3)
+        let (n, c, h, w) = (8, 3, 32, 32)
+        let original = Tensor(shape: [n, c, h, w], data: (0..<(n * c * h * w)).map { _ in rng.uniform() + 1 })
+        var x = original
+        CutPaste.apply(to: &x, rng: &rng)
+        for k in 0..<n {
+            // The changed pixels lie in one rectangle no larger than the largest patch, the same
+            // in every channel.
+            var minX = w, minY = h, maxX = -1, maxY = -1
+            for ch in 0..<c {
+                for y in 0..<h {
+                    for xx in 0..<w where x.data[((k * c + ch) * h + y) * w + xx] != original.data[((k * c + ch) * h + y) * w + xx] {
+                        minX = min(minX, xx); maxX = max(maxX, xx); minY = min(minY, y); maxY = max(maxY, y)
+                    }
+                }
+            }
+            #expect(maxX >= 0, "crop \(k) unchanged")
+            let side = Int(CutPaste.maxFraction * Double(w))
+            #expect(maxX - minX < side && maxY - minY < side, "crop \(k): change spans \(minX)…\(maxX) × \(minY)…\(maxY)")
+        }
+    }
+
     @Test func resumedRunEqualsUninterruptedRun() throws {
         let (images, _) = syntheticCrops(count: 24, seed: 6)
         var options = BackboneOptions()

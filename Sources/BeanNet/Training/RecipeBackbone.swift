@@ -66,6 +66,10 @@ public enum BackboneObjective: String, Sendable, CaseIterable {
     /// SimCLR-style contrastive learning: two augmented views of a crop must be nearer to each
     /// other than to every other crop of the batch (NT-Xent loss on a small projector).
     case contrastive
+    /// CutPaste (Li et al. 2021): tell an augmented crop from the same crop with a patch of the
+    /// bean cut out and pasted elsewhere on it (cross-entropy on a small classifier): a local,
+    /// defect-like irregularity rather than the whole-crop invariances of contrastive learning.
+    case cutpaste
 }
 
 /// Everything `train backbone` trains: the trunk plus the objective's own layers (decoder or
@@ -101,6 +105,9 @@ public final class BackboneModel {
         case .contrastive:
             extra = Sequential([GlobalAvgPool(), Flatten(), Linear(top, top, rng: &rng), ReLU(),
                                 Linear(top, 64, rng: &rng), L2Normalize()])
+        case .cutpaste:
+            extra = Sequential([GlobalAvgPool(), Flatten(), Linear(top, top, rng: &rng), ReLU(),
+                                Linear(top, 2, rng: &rng)])
         }
         whole = Sequential([trunk, extra])
     }
@@ -238,6 +245,17 @@ public final class BackboneTrainer {
             let (l, g) = ContrastiveLoss.ntXent(z, temperature: options.temperature)
             _ = model.trunk.backward(model.extra.backward(g))
             loss = l
+        case .cutpaste:
+            // The batch's crops as they are (class 0), then each again with a pasted patch (class 1).
+            let a = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
+            var b = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
+            CutPaste.apply(to: &b, rng: &random)
+            let x = Tensor(shape: [2 * indices.count] + Array(a.shape.dropFirst()), data: a.data + b.data)
+            let logits = model.extra.forward(model.trunk.forward(x, training: true), training: true)
+            let labels = [Int](repeating: 0, count: indices.count) + [Int](repeating: 1, count: indices.count)
+            let (l, g) = HeadTrainer.softmaxCrossEntropy(logits, labels: labels)
+            _ = model.trunk.backward(model.extra.backward(g))
+            loss = l
         }
         optimiser.step(params)
         return loss
@@ -276,5 +294,46 @@ public enum ContrastiveLoss {
         var dz = [Float](repeating: 0, count: n * d)
         Kernels.sgemm(m: n, n: d, k: n, a: gs, lda: n, b: z.data, ldb: d, transB: false, c: &dz, ldc: d)
         return (Float(total / Double(n)), Tensor(shape: z.shape, data: dz))
+    }
+}
+
+/// The CutPaste augmentation on a batch of crops (NCHW): in each crop a rectangle from the bean's
+/// middle (the crop is centred on the bean, major axis horizontal) is copied to another place on
+/// the bean, with its own brightness change, so the network must notice a local irregularity.
+public enum CutPaste {
+    /// Patch sides are drawn from [`minFraction`, `maxFraction`] of the crop side; source and
+    /// target centres from the middle half across and the middle 70 % along.
+    public static let minFraction = 0.1, maxFraction = 0.3
+
+    public static func apply(to x: inout Tensor, rng: inout SeededRandom) {
+        precondition(x.shape.count == 4, "CutPaste: needs NCHW, got \(x.shape)")
+        let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+        func uniform(_ lo: Double, _ hi: Double) -> Double { lo + (hi - lo) * Double(rng.next() >> 11) / Double(1 << 53) }
+        for k in 0..<n {
+            let pw = max(2, Int(uniform(minFraction, maxFraction) * Double(w)))
+            let ph = max(2, Int(uniform(minFraction, maxFraction) * Double(h)))
+            func corner(_ size: Int, _ extent: Int, _ spread: Double) -> Int {
+                let centre = uniform(0.5 - spread / 2, 0.5 + spread / 2) * Double(extent)
+                return min(max(0, Int(centre) - size / 2), extent - size)
+            }
+            let sx = corner(pw, w, 0.7), sy = corner(ph, h, 0.5)
+            var tx = corner(pw, w, 0.7), ty = corner(ph, h, 0.5)
+            // The patch must move: a paste onto itself is no change.
+            if abs(tx - sx) < pw / 2 && abs(ty - sy) < ph / 2 { tx = min(w - pw, max(0, sx + (sx + pw < w - pw ? pw : -pw))) }
+            if abs(tx - sx) < pw / 2 && abs(ty - sy) < ph / 2 { ty = min(h - ph, max(0, sy + (sy + ph < h - ph ? ph : -ph))) }
+            let gain = Float(uniform(0.8, 1.2))
+            let base = k * c * h * w
+            var patch = [Float](repeating: 0, count: c * ph * pw)
+            for ch in 0..<c {
+                for y in 0..<ph {
+                    for xx in 0..<pw { patch[(ch * ph + y) * pw + xx] = x.data[base + (ch * h + sy + y) * w + sx + xx] * gain }
+                }
+            }
+            for ch in 0..<c {
+                for y in 0..<ph {
+                    for xx in 0..<pw { x.data[base + (ch * h + ty + y) * w + tx + xx] = patch[(ch * ph + y) * pw + xx] }
+                }
+            }
+        }
     }
 }

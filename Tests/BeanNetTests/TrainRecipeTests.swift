@@ -62,19 +62,25 @@ private func syntheticCrops(count: Int, size: Int = 16, seed: UInt64) -> (CropIm
         #expect(ContrastiveLoss.ntXent(agreeing, temperature: 0.2).loss < ContrastiveLoss.ntXent(random, temperature: 0.2).loss)
     }
 
-    @Test(arguments: [BackboneObjective.autoencoder, .contrastive])
-    func shortPretrainingLowersTheLoss(objective: BackboneObjective) throws {
-        let (images, _) = syntheticCrops(count: 32, seed: 5)
+    /// Mean loss per epoch of a short pre-training on 32 synthetic crops.
+    private func pretrainingLosses(_ objective: BackboneObjective, cropSize: Int, epochs: Int) throws -> [Float] {
+        let (images, _) = syntheticCrops(count: 32, size: cropSize, seed: 5)
         var options = BackboneOptions()
         options.objective = objective
         options.shape = .tiny
-        options.epochs = 12
+        options.epochs = epochs
         options.batch = 16
         options.learningRate = 3e-3
         options.seed = 9
         let trainer = try BackboneTrainer(options: options, images: images)
         var losses: [Float] = []
         try trainer.train(checkpoint: nil, epochEnd: { losses.append($0.meanLoss) })
+        return losses
+    }
+
+    @Test(arguments: [BackboneObjective.autoencoder, .contrastive])
+    func shortPretrainingLowersTheLoss(objective: BackboneObjective) throws {
+        let losses = try pretrainingLosses(objective, cropSize: 16, epochs: 12)
         #expect(losses.count == 12)
         let first = (losses[0] + losses[1]) / 2, last = (losses[10] + losses[11]) / 2
         #expect(last < first * 0.9, "loss per epoch: \(losses)")
@@ -82,17 +88,8 @@ private func syntheticCrops(count: Int, size: Int = 16, seed: UInt64) -> (CropIm
 
     /// The CutPaste task starts at chance (ln 2) and needs more steps than the others to learn.
     @Test func cutPastePretrainingLearnsToSpotThePaste() throws {
-        let (images, _) = syntheticCrops(count: 32, size: 32, seed: 5)
-        var options = BackboneOptions()
-        options.objective = .cutpaste
-        options.shape = .tiny
-        options.epochs = 40
-        options.batch = 16
-        options.learningRate = 3e-3
-        options.seed = 9
-        let trainer = try BackboneTrainer(options: options, images: images)
-        var losses: [Float] = []
-        try trainer.train(checkpoint: nil, epochEnd: { losses.append($0.meanLoss) })
+        let losses = try pretrainingLosses(.cutpaste, cropSize: 32, epochs: 40)
+        #expect(losses.count == 40)
         let first = (losses[0] + losses[1]) / 2
         let last = losses.suffix(4).reduce(0, +) / 4
         #expect(first > 0.6 && last < first * 0.9, "loss per epoch: \(losses)")

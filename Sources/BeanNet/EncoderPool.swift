@@ -56,8 +56,6 @@ public final class EncoderPool: @unchecked Sendable {
         var request: Request
         var index: Int
         var arrival: UInt64
-        /// False when the caller already batched: a micro-batch led by this crop starts at once.
-        var mayWait: Bool
     }
 
     public let model: EncoderModel
@@ -98,11 +96,7 @@ public final class EncoderPool: @unchecked Sendable {
     }
 
     /// Queues `crops`; `completion` receives one vector per crop, in order (on a worker thread).
-    /// `waitForMore: false` is for callers that batch themselves (the daemon's scorers take a
-    /// frame's beans at once): their crops do not wait `maxWait` for others to join, which would
-    /// only add latency.
-    public func embed(_ crops: [BeanCrop], waitForMore: Bool = true,
-                      completion: @escaping @Sendable (Result<[[Float]], Error>) -> Void) {
+    public func embed(_ crops: [BeanCrop], completion: @escaping @Sendable (Result<[[Float]], Error>) -> Void) {
         do {
             for c in crops { try Preprocessing.check(c) }
         } catch {
@@ -116,9 +110,7 @@ public final class EncoderPool: @unchecked Sendable {
             lock.unlock()
             completion(.failure(ModelError(.usage, "encoder pool is shut down"))); return
         }
-        for (i, c) in crops.enumerated() {
-            pending.append(Item(crop: c, request: request, index: i, arrival: now, mayWait: waitForMore))
-        }
+        for (i, c) in crops.enumerated() { pending.append(Item(crop: c, request: request, index: i, arrival: now)) }
         lock.broadcast()
         lock.unlock()
     }
@@ -128,10 +120,10 @@ public final class EncoderPool: @unchecked Sendable {
     }
 
     /// Blocking variant for command-line tools and tests.
-    public func embedSync(_ crops: [BeanCrop], waitForMore: Bool = true) throws -> [[Float]] {
+    public func embedSync(_ crops: [BeanCrop]) throws -> [[Float]] {
         let done = DispatchSemaphore(value: 0)
         let box = ResultBox()
-        embed(crops, waitForMore: waitForMore) { r in box.result = r; done.signal() }
+        embed(crops) { r in box.result = r; done.signal() }
         done.wait()
         guard let result = box.result else {
             throw ModelError(.usage, "encoder pool finished a request without a result")
@@ -169,7 +161,7 @@ public final class EncoderPool: @unchecked Sendable {
             while pending.isEmpty && !stopping { lock.wait() }
             if pending.isEmpty && stopping { break }
             // Let the batch fill until max_batch or until its oldest crop has waited max_wait.
-            while pending.count < maxBatch && !stopping, let first = pending.first, first.mayWait {
+            while pending.count < maxBatch && !stopping, let first = pending.first {
                 let deadline = first.arrival + waitNs
                 let now = DispatchTime.now().uptimeNanoseconds
                 if now >= deadline { break }

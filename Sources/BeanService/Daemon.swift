@@ -201,12 +201,7 @@ public final class Daemon: @unchecked Sendable {
         BeandLogging.shared.configure(new.log, environment: Self.environment())
         status.apply(config: new)
         let changed = Self.changedTables(previous, new)
-        var needRestart = changed.filter { ["daemon", "control", "rejects", "camera"].contains($0) }
-        // The spool's other keys apply now (Pipeline.apply); its directory and queue are fixed at start.
-        if previous.spool.directory(stateDirectory: previous.daemon.stateDirectory)
-            != new.spool.directory(stateDirectory: new.daemon.stateDirectory) || previous.spool.queue != new.spool.queue {
-            needRestart.append("spool.directory/queue")
-        }
+        let needRestart = Self.changesNeedingRestart(previous, new, changedTables: changed)
         if !needRestart.isEmpty {
             logger.warning("changed settings take effect at the next restart", metadata: [
                 "tables": "\(needRestart.joined(separator: ","))",
@@ -228,6 +223,27 @@ public final class Daemon: @unchecked Sendable {
             "error": "\(message)",
         ]) { first, _ in first })
         return .failure(ControlFailure("reload failed, previous configuration kept: \(firstLine)"))
+    }
+
+    /// The changed settings a reload cannot apply (beand.toml(5) RELOADING): whole tables, and the
+    /// keys fixed at start of the tables that otherwise reload.
+    static func changesNeedingRestart(_ previous: DaemonConfig, _ new: DaemonConfig, changedTables: [String]) -> [String] {
+        var needRestart = changedTables.filter { ["daemon", "control", "rejects", "camera"].contains($0) }
+        // The spool's other keys apply now (Pipeline.apply); its directory and queue are fixed at start.
+        if previous.spool.directory(stateDirectory: previous.daemon.stateDirectory)
+            != new.spool.directory(stateDirectory: new.daemon.stateDirectory) || previous.spool.queue != new.spool.queue {
+            needRestart.append("spool.directory/queue")
+        }
+        // The scorer threads and their batching are set up at start; the encoder model reloads now.
+        if previous.encoder.workers != new.encoder.workers || previous.encoder.maxBatch != new.encoder.maxBatch
+            || previous.encoder.maxWaitMilliseconds != new.encoder.maxWaitMilliseconds {
+            needRestart.append("encoder.workers/max_batch/max_wait_ms")
+        }
+        if previous.inspect.queue != new.inspect.queue || previous.inspect.unscored != new.inspect.unscored
+            || previous.inspect.ejectLeadMilliseconds != new.inspect.ejectLeadMilliseconds {
+            needRestart.append("inspect.queue/unscored/eject_lead_ms")
+        }
+        return needRestart
     }
 
     static func changedTables(_ old: DaemonConfig, _ new: DaemonConfig) -> [String] {

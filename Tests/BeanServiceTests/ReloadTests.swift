@@ -63,3 +63,20 @@ private func reload(_ daemon: Daemon) -> Result<UInt64?, ControlFailure> {
     new.cameras = [CameraConfig(name: "a", source: .belt(image: "/x.jpg"))]
     #expect(Daemon.changedTables(DaemonConfig(), new) == ["control", "camera"])
 }
+
+@Test func settingsFixedAtStartAreNamedForTheRestartWarning() {
+    let old = DaemonConfig()
+    var new = old
+    new.control.idleTimeoutSeconds = 5
+    new.encoder.maxWaitMilliseconds = 1
+    new.inspect.ejectLeadMilliseconds = 5
+    new.spool.queue = 8
+    #expect(Daemon.changesNeedingRestart(old, new, changedTables: Daemon.changedTables(old, new))
+        == ["control", "spool.directory/queue", "encoder.workers/max_batch/max_wait_ms", "inspect.queue/unscored/eject_lead_ms"])
+    // Keys that a reload applies are not named.
+    var reloadable = old
+    reloadable.encoder.model = "/other.onnx"
+    reloadable.inspect.k = 7
+    reloadable.spool.maxBytes = 1 << 20
+    #expect(Daemon.changesNeedingRestart(old, reloadable, changedTables: Daemon.changedTables(old, reloadable)).isEmpty)
+}

@@ -317,10 +317,13 @@ public enum CutPaste {
                 return min(max(0, Int(centre) - size / 2), extent - size)
             }
             let sx = corner(pw, w, 0.7), sy = corner(ph, h, 0.5)
+            // Redraw a target that would mostly cover its own source (a few tries; the brightness
+            // change still marks a paste that stays close).
             var tx = corner(pw, w, 0.7), ty = corner(ph, h, 0.5)
-            // The patch must move: a paste onto itself is no change.
-            if abs(tx - sx) < pw / 2 && abs(ty - sy) < ph / 2 { tx = min(w - pw, max(0, sx + (sx + pw < w - pw ? pw : -pw))) }
-            if abs(tx - sx) < pw / 2 && abs(ty - sy) < ph / 2 { ty = min(h - ph, max(0, sy + (sy + ph < h - ph ? ph : -ph))) }
+            for _ in 0..<4 where abs(tx - sx) < pw / 2 && abs(ty - sy) < ph / 2 {
+                tx = corner(pw, w, 0.7)
+                ty = corner(ph, h, 0.5)
+            }
             let gain = Float(uniform(0.8, 1.2))
             let base = k * c * h * w
             var patch = [Float](repeating: 0, count: c * ph * pw)

@@ -309,7 +309,7 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
         }
         let policy = self.policy.withLock { $0 }
         do {
-            let vectors = try engine.pool.embedSync(batch.map(\.crop), waitForMore: false)
+            let vectors = try engine.pool.embedSync(batch.map(\.crop))
             let embedded = MonotonicInstant.now()
             let generation = engine.store.current
             var queries: [Float] = []

@@ -81,7 +81,10 @@ final class ScoringEngine: @unchecked Sendable {
                     throw ScoringError("encoder model \(encoder.model): \(error)")
                 }
                 let configuration = EncoderPoolConfiguration(
-                    workers: encoder.workers, maxBatch: encoder.maxBatch, maxWait: encoder.maxWaitMilliseconds / 1000,
+                    workers: encoder.workers, maxBatch: encoder.maxBatch,
+                    // The scorers hand over whole batches (a frame's beans, or more after waiting
+                    // max_wait_ms themselves), so the pool starts each at once.
+                    maxWait: 0,
                     preprocessing: Preprocessing(mean: encoder.mean.map { Float($0) }, std: encoder.std.map { Float($0) }),
                     workerNiceness: Self.encoderWorkerNiceness)
                 do {

@@ -3,7 +3,8 @@
 # from the Mindforge photos beside the project, with release binaries, and prints the wall and CPU
 # time of the whole procedure. MODEL_CARD.md describes the result.
 #   DATA   photos (default ../shared/data/mindforge)      WORK  scratch dir (default /tmp/beand-train-default)
-#   EPOCHS backbone epochs (default 4), STEPS_PER_EPOCH (default 50; 0 = all crops)   LABELS labelled beans (default 200)
+#   EPOCHS backbone epochs (default 12), STEPS_PER_EPOCH (default 0 = all crops), ZOOM view magnification
+#   (default 0.5)   LABELS labelled beans (default 200)
 #   OUT    where encoder.onnx and store/ go (default Config/model)
 set -euo pipefail
 ROOT="${BEAND_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
@@ -12,8 +13,9 @@ DATA="${DATA:-$ROOT/../shared/data/mindforge}"
 # One spelling of the path: the crop cache is keyed by it.
 DATA="$(cd "$DATA" 2>/dev/null && pwd -P || echo "$DATA")"
 WORK="${WORK:-/tmp/beand-train-default}"
-EPOCHS="${EPOCHS:-4}"
-STEPS_PER_EPOCH="${STEPS_PER_EPOCH:-50}"
+EPOCHS="${EPOCHS:-12}"
+STEPS_PER_EPOCH="${STEPS_PER_EPOCH:-0}"
+ZOOM="${ZOOM:-0.5}"
 LABELS="${LABELS:-200}"
 OUT="${OUT:-$ROOT/Config/model}"
 [ -d "$DATA" ] || { echo "no photos at $DATA (see ../shared/data/README.md)" >&2; exit 1; }
@@ -23,7 +25,7 @@ CROPS=(--preset mindforge --crop-cache "$WORK/crops.cache")
 start=$(date +%s)
 # Steps run as children, so the shell's `times` adds up their CPU time.
 "$BIN/beanctl" train backbone --crops "$DATA" "${CROPS[@]}" --out "$WORK/backbone" --epochs "$EPOCHS" \
-  --max-steps-per-epoch "$STEPS_PER_EPOCH" --seed 1
+  --max-steps-per-epoch "$STEPS_PER_EPOCH" --zoom "$ZOOM" --seed 1
 rm -rf "$OUT/store.new"
 "$BIN/beanctl" train head --tree "$DATA" --labels "$LABELS" --seed 0 --backbone "$WORK/backbone/backbone.ckpt" \
   "${CROPS[@]}" --out "$OUT/encoder.onnx" --store-out "$OUT/store.new"

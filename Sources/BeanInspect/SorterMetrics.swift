@@ -1,3 +1,5 @@
+import BeanCore
+
 /// Measures of a sorter that rejects beans whose reject score is high: the figures `beanctl eval`
 /// reports. Defect is the positive class throughout; good beans are the negatives.
 ///
@@ -214,5 +216,45 @@ public struct Spread: Sendable, Equatable {
         standardDeviation = values.count > 1 ? (values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / (n - 1)).squareRoot() : 0
         minimum = values.min() ?? 0
         maximum = values.max() ?? 0
+    }
+}
+
+/// The continuous reject score `beanctl eval` ranks beans by (the policy's verdict is separate).
+public enum RejectScore {
+    /// Weight of the distance to the nearest good vector in the vote score: small against the
+    /// steps of a vote share, so the distance mostly orders beans of equal share.
+    public static let goodDistanceWeight = 0.01
+
+    /// Vote mode: the distance-weighted share of defect labels among the `k` nearest of
+    /// `neighbors` (weights 1/(d+ε) as in the policy's vote), plus `goodDistanceWeight` × the
+    /// distance to the nearest good vector among them, or to the farthest of them when none is
+    /// good (a lower bound of the distance to the nearest good vector).
+    ///
+    /// Why the distance term: with a store that is mostly defects, many good beans have only
+    /// defects among their nearest vectors and would tie with the defects at share 1.0; a
+    /// threshold for 1–3 % good rejected would then sit on that tie and reject almost nothing.
+    /// Non-finite distances are ignored, negative ones count as 0; 1 without usable neighbours.
+    public static func vote(_ neighbors: [Neighbor], k: Int, goodLabels: Set<Label>, epsilon: Double) -> Double {
+        let usable = neighbors.filter { $0.distance.isFinite }.sorted { $0.distance < $1.distance }.prefix(k)
+        var defect = 0.0, total = 0.0
+        var nearestGood: Double?
+        for n in usable {
+            let distance = Double(max(n.distance, 0))
+            let weight = 1 / (distance + epsilon)
+            total += weight
+            if !goodLabels.contains(n.label) { defect += weight } else if nearestGood == nil { nearestGood = distance }
+        }
+        guard total > 0 else { return 1 }
+        let goodDistance = nearestGood ?? Double(max(usable.last?.distance ?? 0, 0))
+        return defect / total + goodDistanceWeight * goodDistance
+    }
+
+    /// One-class mode: the mean distance to the `k` nearest good vectors among `neighbors`
+    /// (+∞ without any).
+    public static func oneClass(_ neighbors: [Neighbor], k: Int, goodLabels: Set<Label>) -> Double {
+        let good = neighbors.filter { $0.distance.isFinite && goodLabels.contains($0.label) }
+            .sorted { $0.distance < $1.distance }.prefix(k)
+        guard !good.isEmpty else { return .infinity }
+        return good.reduce(0.0) { $0 + Double(max($1.distance, 0)) } / Double(good.count)
     }
 }

@@ -397,8 +397,23 @@ struct ExecutionPlan: Sendable {
                     if case .mean = s.kind { cblas_sscal(Int32(s.inner), 1 / Float(s.mid), dst, 1) }
                 }
             case .l2:
+                // Sums of squares row by row (contiguous, so it vectorises), then the roots:
+                // cblas_snrm2 over a strided column, with its overflow-safe scaling, made this the
+                // slowest step of an encoder that pools standard deviations (ReduceL2 over H, W of
+                // NHWC maps). Activations are far from float's overflow.
                 let dst = y + o * s.inner
-                for i in 0..<s.inner { dst[i] = cblas_snrm2(Int32(s.mid), src + i, Int32(s.inner)) }
+                if s.inner == 1 {
+                    var acc: Float = 0
+                    for i in 0..<s.mid { acc += src[i] * src[i] }
+                    dst[0] = acc.squareRoot()
+                } else {
+                    dst.update(repeating: 0, count: s.inner)
+                    for r in 0..<s.mid {
+                        let row = src + r * s.inner
+                        for i in 0..<s.inner { dst[i] += row[i] * row[i] }
+                    }
+                    for i in 0..<s.inner { dst[i] = dst[i].squareRoot() }
+                }
             case .normalizeL2, .normalizeL1:
                 let dst = y + o * s.mid * s.inner
                 for i in 0..<s.inner {

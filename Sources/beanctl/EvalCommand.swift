@@ -18,8 +18,9 @@ struct Eval: ParsableCommand {
             With --folds K: the beans are split into K bean-disjoint folds (stratified by label, seeded); \
             each fold is scored against a store built from --labels-per-fold beans of the other folds. \
             A bean's reject score is the largest over its usable sides: in vote mode the \
-            distance-weighted vote share of defect labels among the k nearest vectors, in one-class mode \
-            the mean distance to the k nearest good vectors. See beanctl-eval(1) for every figure.
+            distance-weighted vote share of defect labels among the --score-k nearest vectors plus \
+            0.01 × the distance to the nearest good one among them, in one-class mode the mean \
+            distance to the k nearest good vectors. See beanctl-eval(1) for every figure.
             """
     )
 
@@ -63,7 +64,7 @@ struct Eval: ParsableCommand {
     var k: Int?
 
     @Option(name: .customLong("score-k"), help: ArgumentHelp("Vote mode: neighbours behind the continuous reject score (the verdict uses k).", valueName: "N"))
-    var scoreK: Int = 32
+    var scoreK: Int = SearchLimits.maximumK
 
     @Option(name: .customLong("limit-beans"), help: ArgumentHelp("Evaluate a seeded label-stratified subset of this many beans.", valueName: "N"))
     var limitBeans: Int?
@@ -424,25 +425,12 @@ struct BeanScorer {
         }
     }
 
-    /// Vote mode: distance-weighted share of defect labels among the `scoreK` nearest (the
-    /// policy's weights 1/(d+ε)); more neighbours than the verdict's k, so that beans whose k
-    /// nearest are all defects still get different scores. One-class mode: mean distance to the
-    /// k nearest good vectors (+∞ without any).
+    /// See `RejectScore`: over the `scoreK` nearest in vote mode, the k nearest good vectors in
+    /// one-class mode.
     func rejectScore(_ neighbors: [Neighbor]) -> Double {
-        let usable = neighbors.filter { $0.distance.isFinite }.sorted { $0.distance < $1.distance }.prefix(scoreK)
         switch policy.mode {
-        case .vote:
-            var defect = 0.0, total = 0.0
-            for n in usable {
-                let w = 1 / (Double(max(n.distance, 0)) + policy.distanceEpsilon)
-                total += w
-                if !policy.goodLabels.contains(n.label) { defect += w }
-            }
-            return total > 0 ? defect / total : 1
-        case .oneClass:
-            let good = usable.filter { policy.goodLabels.contains($0.label) }
-            guard !good.isEmpty else { return .infinity }
-            return good.reduce(0.0) { $0 + Double(max($1.distance, 0)) } / Double(good.count)
+        case .vote: return RejectScore.vote(neighbors, k: scoreK, goodLabels: policy.goodLabels, epsilon: policy.distanceEpsilon)
+        case .oneClass: return RejectScore.oneClass(neighbors, k: scoreK, goodLabels: policy.goodLabels)
         }
     }
 

@@ -127,6 +127,8 @@ struct TrainBackbone: ParsableCommand {
     @Option(help: ArgumentHelp("Residual blocks per stage.", valueName: "b,b,…")) var blocks: String = "1,1,1,1"
     @Option(name: .customLong("max-steps-per-epoch"), help: "Stop each epoch after this many steps (0 = all crops).")
     var maxStepsPerEpoch: Int = 0
+    @Option(help: "Random magnification of each view, drawn from [1, 1 + zoom], of a window placed at random (0 = off).")
+    var zoom: Float = BackboneOptions().augmentation.zoom
     @Flag(help: "Continue from OUT/backbone.ckpt.") var resume = false
     @OptionGroup var source: CropSourceOptions
 
@@ -143,6 +145,8 @@ struct TrainBackbone: ParsableCommand {
         options.learningRate = learningRate
         options.shape = TrunkShape(widths: try parseIntList(widths, option: "--widths"), blocks: try parseIntList(blocks, option: "--blocks"))
         options.maxStepsPerEpoch = maxStepsPerEpoch
+        guard zoom >= 0, zoom <= 3 else { throw ValidationError("--zoom must be 0…3, got \(zoom)") }
+        options.augmentation.zoom = zoom
         try options.validate()
 
         let files = try TrainingCrops.imageFiles(under: crops)
@@ -192,7 +196,7 @@ func cpuSeconds() -> Double {
 struct TrainHead: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "head",
-        abstract: "Train the 128-d projection head with a triplet loss on N labelled beans; write one ONNX encoder.",
+        abstract: "Train the 128-d projection head on N labelled beans; write one ONNX encoder.",
         discussion: """
             The labelled beans are drawn with the same stratified, seeded rule as beanctl eval \
             (BeanFolds.labelledSubset); with --fold they come from the training folds only, so eval's \
@@ -212,14 +216,20 @@ struct TrainHead: ParsableCommand {
     @Option(help: "Folds of the tree (with --fold).") var folds: Int = 5
     @Option(help: "Train on the other folds only and check on this one (0-based).") var fold: Int?
     @Option(help: "Seed of folds, labelled subset (as beanctl eval's --seed) and training.") var seed: UInt64 = 0
-    @Option(help: "Optimiser steps.") var steps: Int = HeadOptions().steps
-    @Option(name: .customLong("lr"), help: "Adam learning rate.") var learningRate: Float = HeadOptions().learningRate
-    @Option(help: "Triplet margin.") var margin: Float = HeadOptions().margin
-    @Option(name: .customLong("classification-weight"), help: "Weight of the auxiliary cross-entropy on a linear classifier over the embedding (0 = triplet loss alone).")
-    var classificationWeight: Float = HeadOptions().classificationWeight
-    @Flag(name: .customLong("freeze-trunk"), help: "Train the MLP head only (default: also fine-tune the trunk's last stage).")
+    @Option(help: ArgumentHelp("What goes on the backbone: multi-scale (pooled statistics of every trunk stage, a linear map, cosine-softmax loss; the trunk stays frozen) or mlp (the last stage and an MLP, triplet loss).", valueName: "kind"))
+    var head: HeadKind = .multiScale
+    @Option(help: "Optimiser steps (default: 400 for multi-scale, 600 for mlp).") var steps: Int?
+    @Option(name: .customLong("lr"), help: "Adam learning rate (default: 0.05 for multi-scale, 0.001 for mlp).") var learningRate: Float?
+    @Option(name: .customLong("fine-tune-steps"), help: "multi-scale: then fine-tune the trunk with the head for this many steps on augmented crops (0 = trunk frozen).")
+    var fineTuneSteps: Int = HeadOptions().fineTuneSteps
+    @Option(name: .customLong("fine-tune-lr"), help: "multi-scale: Adam learning rate of the fine-tuning steps.")
+    var fineTuneLearningRate: Float = HeadOptions().fineTuneLearningRate
+    @Option(help: "Triplet margin (mlp).") var margin: Float = HeadOptions(kind: .mlp).margin
+    @Option(name: .customLong("classification-weight"), help: "mlp: weight of the auxiliary cross-entropy on a linear classifier over the embedding (0 = triplet loss alone).")
+    var classificationWeight: Float = HeadOptions(kind: .mlp).classificationWeight
+    @Flag(name: .customLong("freeze-trunk"), help: "mlp: train the MLP head only (default: also fine-tune the trunk's last stage).")
     var freezeTrunk = false
-    @Flag(name: .customLong("fine-tune-trunk"), help: "Fine-tune the whole trunk with the head (slower: every step runs the full network).")
+    @Flag(name: .customLong("fine-tune-trunk"), help: "mlp: fine-tune the whole trunk with the head (slower: every step runs the full network).")
     var fineTuneTrunk = false
     @Option(name: .customLong("store-out"), help: ArgumentHelp("Also write a vector store of the labelled beans' usable photos.", valueName: "dir"))
     var storeOut: String?
@@ -271,12 +281,18 @@ struct TrainHead: ParsableCommand {
         stderrLine("head: \(chosen.count) labelled beans, \(data.labels.count) usable photos (\(perClass.joined(separator: ", ")))")
 
         setBLASThreads(source.threads)
-        var options = HeadOptions()
-        options.steps = steps
-        options.learningRate = learningRate
+        var options = HeadOptions(kind: head)
+        if let steps { options.steps = steps }
+        if let learningRate { options.learningRate = learningRate }
         options.margin = margin
         options.classificationWeight = classificationWeight
+        options.fineTuneSteps = fineTuneSteps
+        options.fineTuneLearningRate = fineTuneLearningRate
+        if head == .mlp && fineTuneSteps > 0 { throw ValidationError("--fine-tune-steps applies to --head multi-scale (for mlp: --fine-tune-trunk)") }
         if freezeTrunk && fineTuneTrunk { throw ValidationError("--freeze-trunk and --fine-tune-trunk exclude each other") }
+        if head == .multiScale && (freezeTrunk || fineTuneTrunk) {
+            throw ValidationError("--freeze-trunk and --fine-tune-trunk apply to --head mlp only (the multi-scale head keeps the trunk frozen)")
+        }
         options.fineTuneLastStage = !freezeTrunk
         options.fineTuneWholeTrunk = fineTuneTrunk
         options.seed = seed &+ 17
@@ -286,9 +302,21 @@ struct TrainHead: ParsableCommand {
         let report = try trainer.train(progress: { step, steps, loss in
             bar.update(step, of: steps, note: String(format: "loss %.4f", loss))
         }, log: { stderrLine($0) })
-        bar.finish(report.steps, note: String(format: "steps, loss %.4f, active triplets %.0f%%, d+ %.3f d- %.3f, spread %.3f",
-                                               report.finalLoss, report.activeTripletShare * 100, report.meanPositiveDistance,
-                                               report.meanNegativeDistance, report.probeSpread))
+        switch head {
+        case .mlp:
+            bar.finish(report.steps, note: String(format: "steps, loss %.4f, active triplets %.0f%%, d+ %.3f d- %.3f, spread %.3f",
+                                                   report.finalLoss, report.activeTripletShare * 100, report.meanPositiveDistance,
+                                                   report.meanNegativeDistance, report.probeSpread))
+        case .multiScale:
+            bar.finish(report.steps, note: String(format: "steps, cross-entropy %.4f, spread %.3f", report.finalLoss, report.probeSpread))
+            if options.fineTuneSteps > 0 {
+                let tuneBar = ProgressLine("fine-tune")
+                let loss = trainer.fineTuneTrunk(progress: { step, steps, loss in
+                    tuneBar.update(step, of: steps, note: String(format: "loss %.4f", loss))
+                })
+                tuneBar.finish(options.fineTuneSteps, note: String(format: "steps, cross-entropy %.4f", loss))
+            }
+        }
 
         let onnx = try ONNXExport.encoder(trainer.encoder, inputShape: [3, images.size, images.size], producer: "beanctl train head")
         try writeAtomically(onnx, to: out)
@@ -414,3 +442,5 @@ struct TrainCrops: ParsableCommand {
         print("\(crops.count) crops, \(crops.skipped.count) photos without a crop (linked), \(sideFiles) side files → \(out)")
     }
 }
+
+extension HeadKind: ExpressibleByArgument {}

@@ -132,3 +132,41 @@ import Testing
         #expect(shaded.count > 3 * 30 * 30)
     }
 }
+
+@Suite struct RejectScoreTests {
+    static let good: Set<Label> = [.normal]
+    static func n(_ label: String, _ d: Float) -> Neighbor { Neighbor(label: Label(label), distance: d, vectorID: 0) }
+
+    @Test func voteShareWithTheNearestGoodDistance() {
+        // Weights 1/(d+ε) ≈ 10, 5, 2.5 (ε tiny): defect share (10 + 2.5) / 17.5; nearest good at 0.2.
+        let score = RejectScore.vote([Self.n("Black", 0.1), Self.n("Normal", 0.2), Self.n("Sour", 0.4)],
+                                     k: 3, goodLabels: Self.good, epsilon: 1e-12)
+        #expect(abs(score - (12.5 / 17.5 + 0.01 * 0.2)) < 1e-9)
+    }
+
+    @Test func allDefectNeighboursNoLongerTie() {
+        // Both beans see only defects among their k nearest: the share is 1 for both; the one
+        // whose neighbours are farther (so the nearest good vector is at least that far) scores
+        // higher, instead of the two tying at 1.
+        let near = RejectScore.vote([Self.n("Black", 0.1), Self.n("Sour", 0.2)], k: 2, goodLabels: Self.good, epsilon: 1e-6)
+        let far = RejectScore.vote([Self.n("Black", 0.1), Self.n("Sour", 0.6)], k: 2, goodLabels: Self.good, epsilon: 1e-6)
+        #expect(abs(near - 1.002) < 1e-9)
+        #expect(far > near)
+        // Only the k nearest count: a good vector beyond them does not change the score.
+        let withFarGood = RejectScore.vote([Self.n("Black", 0.1), Self.n("Sour", 0.2), Self.n("Normal", 0.05 + 1)],
+                                           k: 2, goodLabels: Self.good, epsilon: 1e-6)
+        #expect(withFarGood == near)
+    }
+
+    @Test func unusableNeighboursAndOneClass() {
+        #expect(RejectScore.vote([Self.n("Black", .nan)], k: 5, goodLabels: Self.good, epsilon: 1e-6) == 1)
+        #expect(RejectScore.vote([], k: 5, goodLabels: Self.good, epsilon: 1e-6) == 1)
+        // Negative distances (rounding in cosine distance) count as 0.
+        let exact = RejectScore.vote([Self.n("Normal", -1e-7)], k: 5, goodLabels: Self.good, epsilon: 1e-6)
+        #expect(exact == 0)
+        let oneClass = RejectScore.oneClass([Self.n("Normal", 0.2), Self.n("Black", 0.01), Self.n("Normal", 0.4), Self.n("Normal", 0.9)],
+                                            k: 2, goodLabels: Self.good)
+        #expect(abs(oneClass - 0.3) < 1e-7)
+        #expect(RejectScore.oneClass([Self.n("Black", 0.1)], k: 2, goodLabels: Self.good) == .infinity)
+    }
+}

@@ -181,10 +181,10 @@ private func syntheticCrops(count: Int, size: Int = 16, seed: UInt64) -> (CropIm
         #expect(throws: TrainingError.self) { try backbone.validate() }
     }
 
-    private func headTrainer(collapseDistance: Float, steps: Int) throws -> HeadTrainer {
+    private func headTrainer(collapseDistance: Float, steps: Int, kind: HeadKind = .multiScale) throws -> HeadTrainer {
         let (images, labels) = syntheticCrops(count: 24, seed: 8)
         let data = try LabelledCrops(images: images, labels: labels, beans: Array(0..<24), classNames: ["Normal", "Black"])
-        var options = HeadOptions()
+        var options = HeadOptions(kind: kind)
         options.steps = steps
         options.classesPerBatch = 2
         options.beansPerClass = 4
@@ -197,8 +197,9 @@ private func syntheticCrops(count: Int, size: Int = 16, seed: UInt64) -> (CropIm
         return try HeadTrainer(options: options, trunk: trunk, shape: .tiny, data: data)
     }
 
-    @Test func headSeparatesTwoClassesAndExportsOneEncoder() throws {
-        let trainer = try headTrainer(collapseDistance: 0.01, steps: 80)
+    @Test(arguments: HeadKind.allCases)
+    func headSeparatesTwoClassesAndExportsOneEncoder(kind: HeadKind) throws {
+        let trainer = try headTrainer(collapseDistance: 0.01, steps: 80, kind: kind)
         var losses: [Float] = []
         let report = try trainer.train(progress: { _, _, loss in losses.append(loss) })
         #expect(report.guardEvents.isEmpty)
@@ -228,6 +229,63 @@ private func syntheticCrops(count: Int, size: Int = 16, seed: UInt64) -> (CropIm
         var out = [Float](repeating: 0, count: 24)
         try session.run(input: x.data, batch: 3, output: &out)
         for i in 0..<24 { #expect(abs(out[i] - z.data[i]) < 1e-4) }
+    }
+
+    @Test func fineTuningTheTrunkMovesItAndStillExports() throws {
+        var trainer = try headTrainer(collapseDistance: 0.01, steps: 40)
+        _ = try trainer.train()
+        let before = trainer.encoder.embed(trainer.data.images)
+        // Without fine-tuning steps the call leaves everything as it is.
+        #expect(trainer.fineTuneTrunk() == 0)
+        #expect(trainer.encoder.embed(trainer.data.images) == before)
+
+        let (images, labels) = syntheticCrops(count: 24, seed: 8)
+        var options = trainer.options
+        options.fineTuneSteps = 12
+        options.fineTuneLearningRate = 1e-2
+        options.fineTuneBatch = 8
+        let data = try LabelledCrops(images: images, labels: labels, beans: Array(0..<24), classNames: ["Normal", "Black"])
+        trainer = try HeadTrainer(options: options, trunk: TrunkShape.tiny.makeTrunk(seed: 2), shape: .tiny, data: data)
+        _ = try trainer.train()
+        let frozen = trainer.encoder.embed(trainer.data.images)
+        var steps = 0
+        let loss = trainer.fineTuneTrunk(progress: { step, _, _ in steps = step })
+        #expect(steps == 12 && loss.isFinite && loss > 0)
+        let tuned = trainer.encoder.embed(trainer.data.images)
+        let moved = zip(frozen.data, tuned.data).map { abs($0 - $1) }.max() ?? 0
+        #expect(moved > 1e-3, "fine-tuning did not change the embeddings")
+        // The fine-tuned trunk with the folded standardisation exports and runs in the runtime.
+        let onnx = try ONNXExport.encoder(trainer.encoder, inputShape: [3, 16, 16])
+        let session = try EncoderModel(data: onnx, source: "fine-tuned").makeSession(maxBatch: 3)
+        let x = CropTensorizer().batch(trainer.data.images, indices: [0, 1, 2], poses: [0, 0, 0])
+        var out = [Float](repeating: 0, count: 3 * tuned.shape[1])
+        try session.run(input: x.data, batch: 3, output: &out)
+        for i in out.indices { #expect(abs(out[i] - tuned.data[i]) < 1e-4) }
+    }
+
+    @Test func zoomMagnifiesAWindowOfTheCrop() throws {
+        // A crop whose 16 × 16 pixels are all different (red = x·16, green = y·16).
+        var pixels = [UInt8](repeating: 0, count: 16 * 16 * 3)
+        for y in 0..<16 { for x in 0..<16 { pixels[(y * 16 + x) * 3] = UInt8(x * 16); pixels[(y * 16 + x) * 3 + 1] = UInt8(y * 16) } }
+        let crop = try CropImages(size: 16, pixels: pixels)
+        let tensorizer = CropTensorizer(mean: [0, 0, 0], std: [1, 1, 1])
+        var plain = Augmentation.none
+        var rng = SeededRandom(seed: 5)
+        let same = tensorizer.batch(crop, indices: [0], augmentation: plain, rng: &rng)
+        #expect(same == tensorizer.batch(crop, indices: [0], poses: [0]))
+        plain.zoom = 1
+        var magnified = 0
+        for _ in 0..<8 {
+            let x = tensorizer.batch(crop, indices: [0], augmentation: plain, rng: &rng)
+            // Magnified with nearest neighbours: rows keep one green value each and columns one
+            // red value, both never decreasing, every value one of the crop's, and some repeated.
+            let red = (0..<16).map { x.data[$0] }, green = (0..<16).map { x.data[256 + $0 * 16] }
+            #expect(red == red.sorted() && green == green.sorted())
+            #expect(red.allSatisfy { v in (0..<16).contains { abs(Float($0 * 16) / 255 - v) < 1e-6 } })
+            if Set(red).count < 16 || Set(green).count < 16 { magnified += 1 }
+            for r in 0..<16 { #expect((0..<16).allSatisfy { x.data[r * 16 + $0] == red[$0] }) }
+        }
+        #expect(magnified >= 4, "only \(magnified) of 8 views repeat pixels")
     }
 
     @Test func collapseGuardRestoresAndLowersTheLearningRate() throws {

@@ -70,6 +70,16 @@ struct TrainingExportTests {
         try Self.check("layers", net, inputShape: [3, 16, 16], seed: 2)
     }
 
+    @Test func multiScaleEncoder() throws {
+        // The multi-scale head's encoder as train head exports it: the pooled statistics of every
+        // stage (GlobalAveragePool, Sub, ReduceL2, Mul, Concat), a linear map, L2 normalisation.
+        let shape = TrunkShape(widths: [4, 6, 8], blocks: [1, 1, 1])
+        var rng = SeededRandom(seed: 34)
+        let net = Sequential([MultiScalePooling(trunk: shape.makeTrunk(seed: 35), taps: shape.stageEnds),
+                              Linear(MultiScalePooling.featureCount(channels: shape.widths), 5, rng: &rng), L2Normalize()])
+        try Self.check("multiscale", net, inputShape: [3, 16, 16], seed: 4)
+    }
+
     @Test func decoderStyleNetwork() throws {
         var rng = SeededRandom(seed: 33)
         let net = Sequential([

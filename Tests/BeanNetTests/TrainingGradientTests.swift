@@ -199,6 +199,39 @@ struct TrainingGradientTests {
         check(L2Normalize(), [4, 6])
     }
 
+    @Test func multiScalePoolingThroughTheTrunk() {
+        // Taps at the stem's ReLU and after each of the two stages: the gradient of the first
+        // tap's statistics must reach the input through the stem, added to what flows back from
+        // the later taps.
+        let trunk = TrunkShape.tiny.makeTrunk(seed: 12)
+        let pooling = MultiScalePooling(trunk: trunk, taps: [2] + TrunkShape.tiny.stageEnds)
+        var rng = SeededRandom(seed: 13)
+        let x = GradientCheck.randomTensor([3, 3, 8, 8], rng: &rng)
+        #expect(pooling.forward(x, training: false).shape == [3, MultiScalePooling.featureCount(channels: [4, 4, 8])])
+        check(pooling, [3, 3, 8, 8], eps: 3e-3)
+    }
+
+    @Test func multiScalePoolingStatistics() {
+        // One sample, one channel, 2×2: mean 2.5, population standard deviation sqrt(1.25).
+        let pooling = MultiScalePooling(trunk: Sequential([ReLU()]), taps: [0])
+        let y = pooling.forward(Tensor(shape: [1, 1, 2, 2], data: [1, 2, 3, 4]), training: true)
+        #expect(y.shape == [1, 2])
+        #expect(abs(y.data[0] - 2.5) < 1e-6 && abs(y.data[1] - Float(1.25).squareRoot()) < 1e-6)
+        // A constant channel has deviation 0 and passes no gradient through it (no NaN).
+        _ = pooling.forward(Tensor(shape: [1, 1, 2, 2], data: [3, 3, 3, 3]), training: true)
+        let dx = pooling.backward(Tensor(shape: [1, 2], data: [1, 1]))
+        #expect(dx.data.allSatisfy { abs($0 - 0.25) < 1e-7 })
+    }
+
+    @Test func standardize() {
+        check(Standardize(mean: [0.5, -1, 2, 0], scale: [2, 0.5, 0, 1]), [3, 4])
+    }
+
+    @Test func cosineClassifier() {
+        var rng = SeededRandom(seed: 14)
+        check(CosineClassifier(5, classes: 3, scale: 4, rng: &rng), [4, 5], eps: 1e-3)
+    }
+
     @Test func residualBlockIdentity() {
         var rng = SeededRandom(seed: 6)
         check(ResidualBlock(4, 4, stride: 1, rng: &rng), [3, 4, 5, 5], eps: 1e-3)

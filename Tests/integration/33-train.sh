@@ -94,7 +94,42 @@ assert np.allclose(np.linalg.norm(ref, axis=1), 1, atol=1e-4), "rows are not uni
 print(f"ok: encoder {ref.shape[1]}-d, runtime vs onnxruntime max abs error {err:.2e}")
 EOF
 
+# The other heads: multi-scale with trunk fine-tuning, and the MLP head; both export encoders that
+# onnxruntime runs with the runtime's outputs.
+$T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 16 --backbone "$WORK/straight/backbone.ckpt" \
+  --out "$WORK/tuned.onnx" --steps 20 --fine-tune-steps 6 --threads 1 >"$WORK/tuned.out" 2>"$WORK/tuned.err" \
+  || { cat "$WORK/tuned.err"; fail "train head --fine-tune-steps exited non-zero"; }
+grep -q "fine-tune.*6 steps, cross-entropy" "$WORK/tuned.err" || { cat "$WORK/tuned.err"; fail "no fine-tuning summary"; }
+$T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 16 --backbone "$WORK/straight/backbone.ckpt" \
+  --out "$WORK/mlp.onnx" --head mlp --steps 20 --threads 1 >"$WORK/mlp.out" 2>"$WORK/mlp.err" \
+  || { cat "$WORK/mlp.err"; fail "train head --head mlp exited non-zero"; }
+for m in tuned mlp; do
+  "$BIN/beanctl" model run "$WORK/$m.onnx" --input "$WORK/x.npy" --output "$WORK/$m.y.npy" >/dev/null || fail "beand's runtime cannot run $m.onnx"
+done
+"$PY" - "$WORK" <<'EOF' || fail "onnxruntime disagrees with beand's runtime on the other heads"
+import sys
+import numpy as np, onnxruntime as ort
+w = sys.argv[1]
+x = np.load(f"{w}/x.npy")
+first = np.load(f"{w}/y.npy")
+for m in ("tuned", "mlp"):
+    ours = np.load(f"{w}/{m}.y.npy")
+    s = ort.InferenceSession(f"{w}/{m}.onnx", providers=["CPUExecutionProvider"])
+    ref = s.run(None, {s.get_inputs()[0].name: x})[0]
+    err = np.abs(ref - ours).max()
+    assert ref.shape == (5, 128) and err <= 1e-4, (m, ref.shape, err)
+    print(f"ok: {m} encoder, runtime vs onnxruntime max abs error {err:.2e}")
+# Fine-tuning changed the trunk: its embeddings differ from the frozen-trunk head's.
+assert np.abs(np.load(f"{w}/tuned.y.npy") - first).max() > 1e-3
+EOF
+
 # Bad input.
+out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --backbone "$WORK/straight/backbone.ckpt" --out "$WORK/e.onnx" --head mlp --fine-tune-steps 5 2>&1); rc=$?
+[ $rc -eq 64 ] && echo "$out" | grep -q -- "--fine-tune-steps applies to --head multi-scale" || fail "--head mlp --fine-tune-steps: rc $rc, '$out'"
+out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --backbone "$WORK/straight/backbone.ckpt" --out "$WORK/e.onnx" --freeze-trunk 2>&1); rc=$?
+[ $rc -eq 64 ] && echo "$out" | grep -q -- "apply to --head mlp only" || fail "multi-scale --freeze-trunk: rc $rc, '$out'"
+out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --backbone "$WORK/straight/backbone.ckpt" --out "$WORK/e.onnx" --head wide 2>&1); rc=$?
+[ $rc -eq 64 ] && echo "$out" | grep -q "wide" || fail "--head wide: rc $rc, '$out'"
 mkdir -p "$WORK/empty"
 out=$($T backbone --crops "$WORK/empty" --out "$WORK/x" 2>&1); rc=$?
 [ $rc -ne 0 ] && echo "$out" | grep -q "empty: no JPEG or PNG images" || fail "empty crop dir: rc $rc, '$out'"

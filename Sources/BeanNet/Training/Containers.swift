@@ -126,6 +126,7 @@ public func batchNormLayers(in layer: Layer) -> [BatchNorm2d] {
     case let bn as BatchNorm2d: return [bn]
     case let s as Sequential: return s.layers.flatMap { batchNormLayers(in: $0) }
     case let r as ResidualBlock: return r.children.flatMap { batchNormLayers(in: $0.1) }
+    case let m as MultiScalePooling: return batchNormLayers(in: m.trunk)
     default: return []
     }
 }

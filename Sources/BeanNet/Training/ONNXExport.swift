@@ -11,6 +11,10 @@ public enum ONNXExport {
     /// network accepts (the export runs one inference forward on it to declare the output shape).
     public static func encoder(_ net: Layer, inputShape: [Int], producer: String = "beand-train",
                                inputName: String = "input", outputName: String = "embedding") throws -> Data {
+        // The declared output shape comes from one inference forward of a zero sample (no layer
+        // caches or updates statistics when `training` is false); it also tells shape-dependent
+        // layers (MultiScalePooling) their feature-map sizes before they are emitted.
+        let probe = net.forward(Tensor(zeros: [1] + inputShape), training: false)
         var b = GraphBuilder()
         let out = try b.emit(net, input: inputName, path: "")
         // The graph output gets its declared name through a final Identity.
@@ -26,9 +30,6 @@ public enum ONNXExport {
         g.node = b.nodes
         g.initializer = b.initializers
         g.input = [valueInfo(inputName, dims: [nil] + inputShape.map { Int64($0) })]
-        // The declared output shape comes from one inference forward of a zero sample (no layer
-        // caches or updates statistics when `training` is false).
-        let probe = net.forward(Tensor(zeros: [1] + inputShape), training: false)
         g.output = [valueInfo(outputName, dims: [nil] + probe.shape.dropFirst().map { Int64($0) })]
         m.graph = g
         do { return try m.serializedData() } catch {
@@ -127,6 +128,26 @@ public enum ONNXExport {
                 }
                 let sum = node("Add", [h, shortcut], name: p + "add")
                 return node("Relu", [sum], name: p + "relu2")
+            case let m as MultiScalePooling:
+                // Per tap: GlobalAveragePool for the means; ReduceL2 of the centred map over H, W,
+                // times 1/sqrt(H·W), for the standard deviations. One Concat of all of them.
+                guard m.tapPlanes.count == m.taps.count else {
+                    throw ModelError(.invalid, "ONNX export: layer '\(path)' (MultiScalePooling) has not run a forward yet")
+                }
+                var x = input
+                var pooled: [String] = []
+                for (i, layer) in m.trunk.layers.enumerated() where i <= (m.taps.last ?? -1) {
+                    x = try emit(layer, input: x, path: "\(p)\(i)")
+                    guard let t = m.taps.firstIndex(of: i) else { continue }
+                    let q = "\(p)tap\(t)."
+                    let mean = node("GlobalAveragePool", [x], name: q + "mean")
+                    pooled.append(node("Flatten", [mean], name: q + "mean_flat", attrs: [Self.attr("axis", int: 1)]))
+                    let centred = node("Sub", [x, mean], name: q + "centred")
+                    let norm = node("ReduceL2", [centred], name: q + "l2", attrs: [Self.attr("axes", ints: [2, 3]), Self.attr("keepdims", int: 0)])
+                    let scale = floats(q + "inv_sqrt_plane", [1 / Float(m.tapPlanes[t]).squareRoot()], [1])
+                    pooled.append(node("Mul", [norm, scale], name: q + "deviation"))
+                }
+                return node("Concat", pooled, name: p + "concat", attrs: [Self.attr("axis", int: 1)])
             case let c as Conv2d:
                 var inputs = [input, floats(p + "weight", c.weight.value, c.weight.shape)]
                 if let bias = c.bias { inputs.append(floats(p + "bias", bias.value, bias.shape)) }

@@ -50,6 +50,13 @@ public struct TrunkShape: Sendable, Equatable, CustomStringConvertible {
     /// Index in the trunk's layers where the last stage starts (what `train head` may fine-tune).
     public var lastStageStart: Int { 3 + blocks.dropLast().reduce(0, +) }
 
+    /// Index in the trunk's layers of each stage's last residual block (what the multi-scale head
+    /// pools).
+    public var stageEnds: [Int] {
+        var end = 2
+        return blocks.map { end += $0; return end }
+    }
+
     /// Side of the trunk's output for a square input of `size`.
     public func outputSide(input size: Int) -> Int {
         var s = (size + 2 - 3) / stemStride + 1
@@ -177,14 +184,16 @@ public final class BackboneTrainer {
          "widths": options.shape.widths.map(String.init).joined(separator: ","),
          "blocks": options.shape.blocks.map(String.init).joined(separator: ","),
          "stem_stride": String(options.shape.stemStride), "crop_size": String(images.size),
-         "seed": String(options.seed)]
+         "seed": String(options.seed), "zoom": String(options.augmentation.zoom)]
     }
 
     /// Loads the state of an earlier run of the same configuration.
     public func resume(from path: String) throws {
         let checkpoint = try Checkpoint.read(from: path)
-        for key in ["objective", "widths", "blocks", "stem_stride", "crop_size", "seed"] {
-            guard checkpoint.metadata[key] == checkpointMetadata[key] else {
+        for key in ["objective", "widths", "blocks", "stem_stride", "crop_size", "seed", "zoom"] {
+            // Checkpoints from before the zoom augmentation were made without it.
+            let made = key == "zoom" ? checkpoint.metadata[key] ?? String(Float(0)) : checkpoint.metadata[key]
+            guard made == checkpointMetadata[key] else {
                 throw TrainingError("\(path): checkpoint was made with \(key) = \(checkpoint.metadata[key] ?? "none"), this run has \(checkpointMetadata[key] ?? "none")")
             }
         }

@@ -51,9 +51,13 @@ public struct Augmentation: Sendable, Equatable {
     public var colour: Float
     /// Random shift of up to this many pixels in x and y (the segmenter's centring wobbles).
     public var shift: Int
+    /// Random magnification drawn from [1, 1 + zoom], of a window placed at random inside the crop
+    /// (nearest-neighbour), as a random-resized crop does: two views of a bean then show different
+    /// parts of it at different scales. 0 = off.
+    public var zoom: Float
 
-    public init(flips: Bool = true, brightness: Float = 0.15, colour: Float = 0.05, shift: Int = 2) {
-        self.flips = flips; self.brightness = brightness; self.colour = colour; self.shift = shift
+    public init(flips: Bool = true, brightness: Float = 0.15, colour: Float = 0.05, shift: Int = 2, zoom: Float = 0) {
+        self.flips = flips; self.brightness = brightness; self.colour = colour; self.shift = shift; self.zoom = zoom
     }
 
     public static let none = Augmentation(flips: false, brightness: 0, colour: 0, shift: 0)
@@ -100,14 +104,31 @@ public struct CropTensorizer: Sendable {
                 let span = 2 * augmentation.shift + 1
                 let dx = augmentation.shift > 0 ? Int(rng.next() % UInt64(span)) - augmentation.shift : 0
                 let dy = augmentation.shift > 0 ? Int(rng.next() % UInt64(span)) - augmentation.shift : 0
-                write(images, i, pose: pose, gains: g, dx: dx, dy: dy, into: base + k * 3 * s * s)
+                var window = Window.whole
+                if augmentation.zoom > 0 {
+                    // A window of side s/z whose centre stays far enough inside for it to fit.
+                    let z = 1 + rng.uniform() * augmentation.zoom
+                    let slack = Float(s) / 2 * (1 - 1 / z)
+                    window = Window(magnification: z, centreX: (rng.uniform() * 2 - 1) * slack,
+                                    centreY: (rng.uniform() * 2 - 1) * slack)
+                }
+                write(images, i, pose: pose, gains: g, dx: dx, dy: dy, window: window, into: base + k * 3 * s * s)
             }
         }
         return out
     }
 
+    /// The part of the crop a view shows: magnified `magnification` times about the crop's centre
+    /// moved by (centreX, centreY) pixels.
+    struct Window {
+        var magnification: Float
+        var centreX: Float
+        var centreY: Float
+        static let whole = Window(magnification: 1, centreX: 0, centreY: 0)
+    }
+
     private func write(_ images: CropImages, _ index: Int, pose: Int, gains: (Float, Float, Float), dx: Int, dy: Int,
-                       into dst: UnsafeMutablePointer<Float>) {
+                       window: Window = .whole, into dst: UnsafeMutablePointer<Float>) {
         let s = images.size, plane = s * s
         let base = index * images.bytesPerImage
         let scale = (gains.0 / (255 * std[0]), gains.1 / (255 * std[1]), gains.2 / (255 * std[2]))
@@ -115,8 +136,13 @@ public struct CropTensorizer: Sendable {
         images.pixels.withUnsafeBufferPointer { px in
             for y in 0..<s {
                 for x in 0..<s {
-                    // Source pixel: undo the shift, then the mirrors.
+                    // Source pixel: undo the shift, the window, then the mirrors.
                     var sx = x - dx, sy = y - dy
+                    if window.magnification != 1 {
+                        let half = Float(s) / 2
+                        sx = Int(((Float(sx) + 0.5 - half) / window.magnification + half + window.centreX).rounded(.down))
+                        sy = Int(((Float(sy) + 0.5 - half) / window.magnification + half + window.centreY).rounded(.down))
+                    }
                     let outside = sx < 0 || sy < 0 || sx >= s || sy >= s
                     if pose & 1 != 0 { sx = s - 1 - sx }
                     if pose & 2 != 0 { sy = s - 1 - sy }

@@ -21,23 +21,51 @@ public struct LabelledCrops: Sendable {
     }
 }
 
+/// What `train head` puts on top of the frozen backbone.
+public enum HeadKind: String, Sendable, CaseIterable {
+    /// The per-channel mean and standard deviation of every trunk stage's output
+    /// (`MultiScalePooling`), standardised, then one linear map to the embedding and L2
+    /// normalisation; trained with a cosine-softmax classifier (`CosineClassifier`) on all labelled
+    /// photos in the four mirror poses at once. The trunk stays frozen.
+    case multiScale = "multi-scale"
+    /// The trunk's last stage (optionally fine-tuned) and an MLP on its pooled output; batch-hard
+    /// triplet loss on P labels × K beans plus an auxiliary softmax classifier.
+    case mlp
+}
+
 /// Options of `train head`.
 public struct HeadOptions: Sendable, Equatable {
-    public var steps = 600
+    public var kind = HeadKind.multiScale
+    public var steps = 400
     /// Batch = `classesPerBatch` labels × `beansPerClass` beans (batch-hard mining needs both).
+    /// The multi-scale head takes every labelled photo in every pose each step instead.
     public var classesPerBatch = 8
     public var beansPerClass = 4
     public var margin: Float = 0.2
-    public var learningRate: Float = 1e-3
+    public var learningRate: Float = 0.05
+    /// Decoupled (AdamW) weight decay of the MLP head.
     public var weightDecay: Float = 1e-4
+    /// L2 penalty on the multi-scale head's linear map (added to its gradient).
+    public var linearPenalty: Float = 1e-3
+    /// Scale of the multi-scale head's cosine-softmax logits (cosines are in [−1, 1]).
+    public var cosineScale: Float = 10
+    /// Multi-scale head, second phase: steps that fine-tune the trunk together with the trained
+    /// linear map (0 = the trunk stays frozen), on augmented crops (random mirrors, brightness,
+    /// colour, shifts), `fineTuneBatch` photos drawn at random per step, batch-norm statistics
+    /// frozen, Adam at `fineTuneLearningRate`.
+    public var fineTuneSteps = 0
+    public var fineTuneLearningRate: Float = 1e-4
+    public var fineTuneBatch = 32
     public var hidden = 256
     public var embedding = 128
-    /// Fine-tune the trunk's last stage too (else only the MLP head learns).
+    /// Fine-tune the trunk's last stage too (else only the MLP head learns). MLP head only.
     public var fineTuneLastStage = true
     /// Fine-tune the whole trunk (overrides `fineTuneLastStage`): the cached views are then the
-    /// augmented crops themselves, and every step runs the full network forward and back.
+    /// augmented crops themselves, and every step runs the full network forward and back. MLP
+    /// head only.
     public var fineTuneWholeTrunk = false
-    /// Augmented copies per pose in the cached features (poses × copies views per crop; copy 0 is clean).
+    /// Augmented copies per pose in the cached features (poses × copies views per crop; copy 0 is
+    /// clean). The multi-scale head uses the four clean poses only (what was measured).
     public var copiesPerPose = 2
     public var seed: UInt64 = 1
     /// The collapse guard measures the mean pairwise distance of probe embeddings every
@@ -48,10 +76,17 @@ public struct HeadOptions: Sendable, Equatable {
     /// Weight of an auxiliary softmax cross-entropy on a linear classifier over the embedding
     /// (0 = triplet loss alone). Batch-hard mining alone collapsed to one point on these photos
     /// (loss stuck at the margin); the classifier keeps the classes apart from the first step.
-    /// The classifier is not part of the exported encoder.
+    /// The classifier is not part of the exported encoder. MLP head only.
     public var classificationWeight: Float = 1
 
-    public init() {}
+    /// The defaults of `kind`: the multi-scale head's settings are the ones measured in
+    /// MODEL_CARD.md; the MLP head's are those of its earlier recipe.
+    public init(kind: HeadKind = .multiScale) {
+        self.kind = kind
+        if kind == .mlp { steps = 600; learningRate = 1e-3 }
+    }
+
+    public init() { self.init(kind: .multiScale) }
 
     public func validate() throws {
         guard steps >= 1 else { throw TrainingError("--steps must be at least 1, got \(steps)") }
@@ -61,6 +96,12 @@ public struct HeadOptions: Sendable, Equatable {
         guard embedding >= 2, hidden >= 1 else { throw TrainingError("--dim must be at least 2, got \(embedding)") }
         guard learningRate > 0, learningRate.isFinite else { throw TrainingError("--lr must be positive, got \(learningRate)") }
         guard copiesPerPose >= 1 else { throw TrainingError("copies per pose must be at least 1") }
+        guard fineTuneSteps >= 0, fineTuneBatch >= 1, fineTuneLearningRate > 0, fineTuneLearningRate.isFinite else {
+            throw TrainingError("fine-tuning needs steps ≥ 0, a batch ≥ 1 and a positive learning rate, got \(fineTuneSteps), \(fineTuneBatch), \(fineTuneLearningRate)")
+        }
+        guard cosineScale > 0, cosineScale.isFinite, linearPenalty >= 0 else {
+            throw TrainingError("cosine scale must be positive and the linear penalty non-negative, got \(cosineScale), \(linearPenalty)")
+        }
     }
 }
 
@@ -76,9 +117,9 @@ public struct HeadReport: Sendable {
     public var guardEvents: [String]
 }
 
-/// Trains a 128-d L2-normalised projection head (MLP, optionally with the trunk's last stage) with
-/// the batch-hard triplet loss on P labels × K beans per batch. The frozen part of the trunk runs
-/// once per crop and view (its output is cached), so each step only runs what learns.
+/// Trains a 128-d L2-normalised projection head on a pre-trained trunk (see `HeadKind`). The
+/// frozen part of the network runs once per crop and view (its output is cached), so each step
+/// only runs what learns.
 public final class HeadTrainer {
     public let options: HeadOptions
     public let data: LabelledCrops
@@ -86,8 +127,9 @@ public final class HeadTrainer {
     public let frozen: Sequential
     /// What learns: the fine-tuned last stage (when chosen) and the MLP head ending in L2Normalize.
     public let trainable: Sequential
-    /// Auxiliary classifier on the embedding (training only).
-    let classifier: Linear
+    /// Classifier on the embedding (training only): a linear one beside the MLP head's triplet
+    /// loss, a cosine-softmax one for the multi-scale head.
+    let classifier: Layer
     /// Everything the optimiser updates, for snapshots.
     private let learning: Sequential
     private var optimiser: Adam
@@ -95,28 +137,92 @@ public final class HeadTrainer {
     private var features: [Float] = []
     private var featureShape: [Int] = []
     private let views: Int
+    /// Multi-scale head: per pooled feature, the mean and scale that standardise it (applied to
+    /// the cached features; folded into the linear map on export).
+    private var featureMean: [Float] = []
+    private var featureScale: [Float] = []
 
     public init(options: HeadOptions, trunk: Sequential, shape: TrunkShape, data: LabelledCrops) throws {
         try options.validate()
         self.options = options
         self.data = data
-        let split = options.fineTuneWholeTrunk ? 0 : options.fineTuneLastStage ? shape.lastStageStart : trunk.layers.count
-        frozen = Sequential(Array(trunk.layers[0..<split]))
         var rng = SeededRandom(seed: options.seed ^ 0x4EAD)
-        let top = shape.widths.last ?? 1
-        let tail = Array(trunk.layers[split...])
-        trainable = Sequential(tail + [GlobalAvgPool(), Flatten(), Linear(top, options.hidden, rng: &rng), ReLU(),
-                                       Linear(options.hidden, options.embedding, rng: &rng), L2Normalize()] as [Layer])
-        classifier = Linear(options.embedding, max(data.classNames.count, 1), rng: &rng)
+        switch options.kind {
+        case .multiScale:
+            let pooling = MultiScalePooling(trunk: trunk, taps: shape.stageEnds)
+            frozen = Sequential([pooling])
+            let width = MultiScalePooling.featureCount(channels: shape.widths)
+            trainable = Sequential([Linear(width, options.embedding, rng: &rng), L2Normalize()])
+            classifier = CosineClassifier(options.embedding, classes: max(data.classNames.count, 1),
+                                          scale: options.cosineScale, rng: &rng)
+            optimiser = Adam(learningRate: options.learningRate)
+            views = 4
+        case .mlp:
+            let split = options.fineTuneWholeTrunk ? 0 : options.fineTuneLastStage ? shape.lastStageStart : trunk.layers.count
+            frozen = Sequential(Array(trunk.layers[0..<split]))
+            let top = shape.widths.last ?? 1
+            let tail = Array(trunk.layers[split...])
+            trainable = Sequential(tail + [GlobalAvgPool(), Flatten(), Linear(top, options.hidden, rng: &rng), ReLU(),
+                                           Linear(options.hidden, options.embedding, rng: &rng), L2Normalize()] as [Layer])
+            classifier = Linear(options.embedding, max(data.classNames.count, 1), rng: &rng)
+            optimiser = Adam(learningRate: options.learningRate, weightDecay: options.weightDecay)
+            views = 4 * options.copiesPerPose
+        }
         learning = Sequential([trainable, classifier])
-        optimiser = Adam(learningRate: options.learningRate, weightDecay: options.weightDecay)
         random = SeededRandom(seed: options.seed &+ 0x7121)
-        views = 4 * options.copiesPerPose
         cacheFeatures()
+        if options.kind == .multiScale { standardizeFeatures(channels: shape.widths) }
     }
 
-    /// The whole encoder: frozen trunk, trained part, normalisation. Shares layers with this trainer.
-    public var encoder: Sequential { Sequential(frozen.layers + trainable.layers) }
+    /// The whole encoder: frozen trunk, trained part, normalisation. Shares layers with this
+    /// trainer, except the multi-scale head's linear map, which is a copy with the feature
+    /// standardisation folded in.
+    public var encoder: Sequential {
+        guard options.kind == .multiScale, let linear = trainable.layers.first as? Linear else {
+            return Sequential(frozen.layers + trainable.layers)
+        }
+        return Sequential(frozen.layers + [foldStandardization(into: linear)] + Array(trainable.layers.dropFirst()))
+    }
+
+    /// Standardises the cached multi-scale features: each feature to mean 0 and standard
+    /// deviation 1 over all crops and poses, then each block (one tap's means, or its deviations)
+    /// divided by the square root of its width, so that the 16 values of the first stage weigh as
+    /// much as the 128 of the last. A feature that never varies gets scale 0.
+    private func standardizeFeatures(channels: [Int]) {
+        let f = featureCount, rows = features.count / max(f, 1)
+        var mean = [Double](repeating: 0, count: f), squares = [Double](repeating: 0, count: f)
+        for r in 0..<rows {
+            for j in 0..<f { let v = Double(features[r * f + j]); mean[j] += v; squares[j] += v * v }
+        }
+        var blockWidth: [Int] = []
+        for c in channels { blockWidth += [Int](repeating: c, count: 2 * c) }
+        featureMean = mean.map { Float($0 / Double(max(rows, 1))) }
+        featureScale = (0..<f).map { j in
+            let m = mean[j] / Double(max(rows, 1))
+            let sd = max(squares[j] / Double(max(rows, 1)) - m * m, 0).squareRoot()
+            return sd > 1e-6 ? Float(1 / (sd * Double(blockWidth[j]).squareRoot())) : 0
+        }
+        for r in 0..<rows {
+            for j in 0..<f { features[r * f + j] = (features[r * f + j] - featureMean[j]) * featureScale[j] }
+        }
+    }
+
+    /// W·((x − mean)·scale) + b = (W·diag(scale))·x + (b − W·(mean·scale)).
+    private func foldStandardization(into linear: Linear) -> Linear {
+        var rng = SeededRandom(seed: 0)
+        let folded = Linear(linear.inFeatures, linear.outFeatures, rng: &rng)
+        let (o, i) = (linear.outFeatures, linear.inFeatures)
+        for r in 0..<o {
+            var shift: Float = 0
+            for c in 0..<i {
+                let w = linear.weight.value[r * i + c] * featureScale[c]
+                folded.weight.value[r * i + c] = w
+                shift += w * featureMean[c]
+            }
+            folded.bias?.value[r] = (linear.bias?.value[r] ?? 0) - shift
+        }
+        return folded
+    }
 
     /// Runs the frozen trunk over every crop in every view, in batches.
     private func cacheFeatures() {
@@ -214,22 +320,17 @@ public final class HeadTrainer {
         var lastLoss: Float = 0
         var step = 0
         while step < options.steps {
-            let (picks, labels) = sampleBatch()
             optimiser.zeroGrad(params)
-            let z = trainable.forward(featureBatch(picks), training: true)
-            var (loss, grad, stats) = Loss.tripletBatchHard(z, labels: labels, margin: options.margin)
-            if options.classificationWeight > 0 {
-                let logits = classifier.forward(z, training: true)
-                let (ce, dLogits) = Self.softmaxCrossEntropy(logits, labels: labels)
-                let dz = classifier.backward(dLogits)
-                for i in grad.data.indices { grad.data[i] += options.classificationWeight * dz.data[i] }
-                loss += options.classificationWeight * ce
+            let loss: Float
+            switch options.kind {
+            case .multiScale:
+                loss = multiScaleStep()
+            case .mlp:
+                (loss, lastStats) = mlpStep()
             }
-            _ = trainable.backward(grad)
             optimiser.step(params)
             step += 1
             running = step == 1 ? loss : 0.95 * running + 0.05 * loss
-            lastStats = stats
             lastLoss = loss
             progress(step, options.steps, running)
             if step % options.guardEvery == 0 || step == options.steps || !loss.isFinite {
@@ -261,6 +362,74 @@ public final class HeadTrainer {
 }
 
 extension HeadTrainer {
+    /// One step of the MLP head: batch-hard triplet loss on a P × K batch plus the weighted
+    /// auxiliary cross-entropy; accumulates gradients, returns the loss and the triplet figures.
+    private func mlpStep() -> (Float, TripletStatistics) {
+        let (picks, labels) = sampleBatch()
+        let z = trainable.forward(featureBatch(picks), training: true)
+        var (loss, grad, stats) = Loss.tripletBatchHard(z, labels: labels, margin: options.margin)
+        if options.classificationWeight > 0 {
+            let logits = classifier.forward(z, training: true)
+            let (ce, dLogits) = Self.softmaxCrossEntropy(logits, labels: labels)
+            let dz = classifier.backward(dLogits)
+            for i in grad.data.indices { grad.data[i] += options.classificationWeight * dz.data[i] }
+            loss += options.classificationWeight * ce
+        }
+        _ = trainable.backward(grad)
+        return (loss, stats)
+    }
+
+    /// One step of the multi-scale head: cosine-softmax cross-entropy over every labelled photo
+    /// in every pose (a few thousand rows of a few hundred features: the whole set is one batch),
+    /// plus the L2 penalty on the linear map; accumulates gradients, returns the cross-entropy.
+    private func multiScaleStep() -> Float {
+        let rows = views * data.images.count
+        let z = trainable.forward(Tensor(shape: [rows] + featureShape, data: features), training: true)
+        let labels = Array([[Int]](repeating: data.labels, count: views).joined())
+        let (ce, dLogits) = Self.softmaxCrossEntropy(classifier.forward(z, training: true), labels: labels)
+        _ = trainable.backward(classifier.backward(dLogits))
+        if options.linearPenalty > 0, let linear = trainable.layers.first as? Linear {
+            for i in linear.weight.value.indices { linear.weight.grad[i] += options.linearPenalty * linear.weight.value[i] }
+        }
+        return ce
+    }
+
+    /// Multi-scale head, second phase (`fineTuneSteps` > 0): the trunk and the linear map learn
+    /// together from the cosine-softmax loss on augmented crops, starting from the first phase's
+    /// map (fine-tuning from a trained head rather than a random one keeps the early steps from
+    /// wrecking the pre-trained trunk). Batch-norm statistics stay frozen: batches of a few dozen
+    /// photos would make them noisy. Returns the last step's cross-entropy.
+    public func fineTuneTrunk(progress: (Int, Int, Float) -> Void = { _, _, _ in }) -> Float {
+        guard options.kind == .multiScale, options.fineTuneSteps > 0,
+              let pooling = frozen.layers.first as? MultiScalePooling,
+              let linear = trainable.layers.first as? Linear else { return 0 }
+        for bn in batchNormLayers(in: pooling) { bn.freezeStatistics = true }
+        let net = Sequential([pooling, Standardize(mean: featureMean, scale: featureScale), linear, L2Normalize()])
+        let params = net.parameters + classifier.parameters
+        var adam = Adam(learningRate: options.fineTuneLearningRate)
+        var rng = SeededRandom(seed: options.seed ^ 0xF17E)
+        let tensorizer = CropTensorizer()
+        let augmentation = Augmentation()
+        let n = data.images.count
+        var running: Float = 0, last: Float = 0
+        for step in 1...options.fineTuneSteps {
+            let picks = (0..<options.fineTuneBatch).map { _ in Int(rng.next() % UInt64(n)) }
+            let x = tensorizer.batch(data.images, indices: picks, augmentation: augmentation, rng: &rng)
+            adam.zeroGrad(params)
+            let z = net.forward(x, training: true)
+            let (ce, dLogits) = Self.softmaxCrossEntropy(classifier.forward(z, training: true), labels: picks.map { data.labels[$0] })
+            _ = net.backward(classifier.backward(dLogits))
+            if options.linearPenalty > 0 {
+                for i in linear.weight.value.indices { linear.weight.grad[i] += options.linearPenalty * linear.weight.value[i] }
+            }
+            adam.step(params)
+            last = ce
+            running = step == 1 ? ce : 0.95 * running + 0.05 * ce
+            progress(step, options.fineTuneSteps, running)
+        }
+        return last
+    }
+
     /// Mean softmax cross-entropy of rows of `logits` [N, C] against `labels`, and its gradient.
     static func softmaxCrossEntropy(_ logits: Tensor, labels: [Int]) -> (loss: Float, grad: Tensor) {
         let n = logits.shape[0], c = logits.shape[1]
@@ -296,5 +465,29 @@ extension Sequential {
             start += batch
         }
         return Tensor(shape: [images.count, dim], data: out)
+    }
+}
+
+/// (x − mean) · scale per feature, fixed: the multi-scale head's standardisation while the trunk is
+/// fine-tuned (folded into the linear map on export, never exported itself).
+final class Standardize: Layer {
+    let mean: [Float], scale: [Float]
+    init(mean: [Float], scale: [Float]) {
+        precondition(mean.count == scale.count, "Standardize: \(mean.count) means for \(scale.count) scales")
+        self.mean = mean; self.scale = scale
+    }
+    var parameters: [Parameter] { [] }
+    func forward(_ x: Tensor, training: Bool) -> Tensor {
+        let d = mean.count
+        precondition(x.shape.count == 2 && x.shape[1] == d, "Standardize: input shape \(x.shape), expected [N, \(d)]")
+        var y = x.data
+        for i in y.indices { y[i] = (y[i] - mean[i % d]) * scale[i % d] }
+        return Tensor(shape: x.shape, data: y)
+    }
+    func backward(_ dy: Tensor) -> Tensor {
+        let d = scale.count
+        var dx = dy.data
+        for i in dx.indices { dx[i] *= scale[i % d] }
+        return Tensor(shape: dy.shape, data: dx)
     }
 }

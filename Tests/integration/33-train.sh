@@ -133,6 +133,8 @@ out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --backbone 
 mkdir -p "$WORK/empty"
 out=$($T backbone --crops "$WORK/empty" --out "$WORK/x" 2>&1); rc=$?
 [ $rc -ne 0 ] && echo "$out" | grep -q "empty: no JPEG or PNG images" || fail "empty crop dir: rc $rc, '$out'"
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --zoom=-1 2>&1); rc=$?
+[ $rc -eq 64 ] && echo "$out" | grep -q -- "--zoom must be 0…3" || fail "--zoom -1: rc $rc, '$out'"
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 0 --backbone "$WORK/straight/backbone.ckpt" --out "$WORK/e.onnx" 2>&1); rc=$?
 [ $rc -eq 64 ] && echo "$out" | grep -q -- "--labels must be at least 1" || fail "--labels 0: rc $rc, '$out'"
 head -c 100 "$WORK/straight/backbone.ckpt" >"$WORK/truncated.ckpt"

@@ -123,9 +123,11 @@ public struct HeadReport: Sendable {
 public final class HeadTrainer {
     public let options: HeadOptions
     public let data: LabelledCrops
-    /// Trunk layers that stay frozen (evaluation mode).
+    /// Trunk layers that stay frozen (evaluation mode) while the head learns; for the multi-scale
+    /// head, the trunk inside its `MultiScalePooling` (`fineTuneTrunk` may train it afterwards).
     public let frozen: Sequential
-    /// What learns: the fine-tuned last stage (when chosen) and the MLP head ending in L2Normalize.
+    /// What learns, ending in L2Normalize: the MLP head (with the fine-tuned last stage, when
+    /// chosen), or the multi-scale head's linear map on the standardised pooled statistics.
     public let trainable: Sequential
     /// Classifier on the embedding (training only): a linear one beside the MLP head's triplet
     /// loss, a cosine-softmax one for the multi-scale head.

@@ -162,6 +162,17 @@ private func syntheticCrops(count: Int, size: Int = 16, seed: UInt64) -> (CropIm
         options.objective = .autoencoder
         let other = try BackboneTrainer(options: options, images: images)
         #expect(throws: TrainingError.self) { try other.resume(from: path) }
+        // Another zoom is another run too; the error names it, and the checkpoint stays usable.
+        options.objective = .contrastive
+        options.augmentation.zoom = 0.5
+        do {
+            try BackboneTrainer(options: options, images: images).resume(from: path)
+            Issue.record("a checkpoint made without zoom was resumed with --zoom 0.5")
+        } catch let error as TrainingError {
+            #expect("\(error)".contains("zoom"), "\(error)")
+        }
+        options.augmentation.zoom = 0
+        try BackboneTrainer(options: options, images: images).resume(from: path)
     }
 
     @Test func badInputIsRefusedWithAReason() {
@@ -176,6 +187,22 @@ private func syntheticCrops(count: Int, size: Int = 16, seed: UInt64) -> (CropIm
         var options = HeadOptions()
         options.classesPerBatch = 1
         #expect(throws: TrainingError.self) { try options.validate() }
+        // The multi-scale head's own settings, each named in its error.
+        for (change, word) in [({ (o: inout HeadOptions) in o.fineTuneSteps = -1 }, "fine-tuning"),
+                               ({ (o: inout HeadOptions) in o.fineTuneLearningRate = 0 }, "fine-tuning"),
+                               ({ (o: inout HeadOptions) in o.cosineScale = .nan }, "cosine scale"),
+                               ({ (o: inout HeadOptions) in o.linearPenalty = -1 }, "linear penalty")] {
+            var bad = HeadOptions()
+            change(&bad)
+            do {
+                try bad.validate()
+                Issue.record("\(word): invalid options accepted")
+            } catch let error as TrainingError {
+                #expect("\(error)".contains(word), "\(error)")
+            } catch {
+                Issue.record("unexpected error \(error)")
+            }
+        }
         var backbone = BackboneOptions()
         backbone.epochs = 0
         #expect(throws: TrainingError.self) { try backbone.validate() }

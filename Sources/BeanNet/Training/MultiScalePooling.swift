@@ -16,9 +16,10 @@ public final class MultiScalePooling: Layer {
     public let trunk: Sequential
     /// Indices into `trunk.layers` whose outputs are pooled, ascending.
     public let taps: [Int]
-    /// Per tap, the last forward's output (training only: the standard deviation's gradient
-    /// needs it) and its spatial size.
-    private var tapped: [Tensor] = []
+    /// Per tap, the last training forward's output and its pooled statistics (the standard
+    /// deviation's gradient needs both).
+    private var tapped: [(output: Tensor, statistics: [Float])] = []
+    /// Per tap, the spatial size of its output in the last forward (the ONNX export needs it).
     public private(set) var tapPlanes: [Int] = []
 
     public init(trunk: Sequential, taps: [Int]) {
@@ -40,14 +41,15 @@ public final class MultiScalePooling: Layer {
         var h = x
         var pooled: [[Float]] = []
         var planes: [Int] = []
-        var kept: [Tensor] = []
+        var kept: [(output: Tensor, statistics: [Float])] = []
         for (i, layer) in trunk.layers.enumerated() where i <= (taps.last ?? -1) {
             h = layer.forward(h, training: training)
             guard taps.contains(i) else { continue }
             precondition(h.shape.count == 4, "MultiScalePooling: tapped layer \(i) gives shape \(h.shape), expected NCHW")
-            pooled.append(Self.meanAndDeviation(h))
+            let statistics = Self.meanAndDeviation(h)
+            pooled.append(statistics)
             planes.append(h.shape[2] * h.shape[3])
-            if training { kept.append(h) }
+            if training { kept.append((h, statistics)) }
         }
         tapPlanes = planes
         if training { tapped = kept }
@@ -89,42 +91,41 @@ public final class MultiScalePooling: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         precondition(tapped.count == taps.count, "MultiScalePooling.backward called without a training forward")
         let n = dy.shape[0], total = dy.shape[1]
-        // Gradient of each tap's output from its pooled statistics.
-        var tapGradients: [Tensor] = []
+        // Gradient of each tap's output from its pooled statistics, keyed by the tapped layer.
+        var tapGradient: [Int: Tensor] = [:]
         var offset = 0
-        for h in tapped {
+        for (tap, (h, statistics)) in zip(taps, tapped) {
             let c = h.shape[1], plane = h.shape[2] * h.shape[3]
             var g = [Float](repeating: 0, count: h.count)
             for s in 0..<n {
                 for ch in 0..<c {
                     let base = (s * c + ch) * plane
-                    var sum: Float = 0
-                    for i in 0..<plane { sum += h.data[base + i] }
-                    let mean = sum / Float(plane)
-                    var squares: Float = 0
-                    for i in 0..<plane { let d = h.data[base + i] - mean; squares += d * d }
-                    let deviation = (squares / Float(plane)).squareRoot()
+                    let mean = statistics[s * 2 * c + ch], deviation = statistics[s * 2 * c + c + ch]
                     let dMean = dy.data[s * total + offset + ch] / Float(plane)
                     // d sd / d x_i = (x_i − mean) / (plane · sd); the mean's own dependence cancels.
                     let dDeviation = deviation > 0 ? dy.data[s * total + offset + c + ch] / (Float(plane) * deviation) : 0
                     for i in 0..<plane { g[base + i] = dMean + dDeviation * (h.data[base + i] - mean) }
                 }
             }
-            tapGradients.append(Tensor(shape: h.shape, data: g))
+            tapGradient[tap] = Tensor(shape: h.shape, data: g)
             offset += 2 * c
         }
         // Back through the trunk from the last tap, adding each tap's gradient where it was taken.
-        guard let last = taps.last else { preconditionFailure("MultiScalePooling: no taps") }
-        var grad = tapGradients[taps.count - 1]
-        var tapIndex = taps.count - 1
-        for i in stride(from: last, through: 0, by: -1) {
-            if i != last, tapIndex > 0, taps[tapIndex - 1] == i {
-                tapIndex -= 1
-                for k in grad.data.indices { grad.data[k] += tapGradients[tapIndex].data[k] }
+        var grad: Tensor?
+        for i in stride(from: taps.last ?? -1, through: 0, by: -1) {
+            if let g = tapGradient[i] {
+                if var sum = grad {
+                    for k in sum.data.indices { sum.data[k] += g.data[k] }
+                    grad = sum
+                } else {
+                    grad = g
+                }
             }
-            grad = trunk.layers[i].backward(grad)
+            guard let upstream = grad else { preconditionFailure("MultiScalePooling: no gradient at layer \(i)") }
+            grad = trunk.layers[i].backward(upstream)
         }
-        return grad
+        guard let dx = grad else { preconditionFailure("MultiScalePooling: no taps") }
+        return dx
     }
 }
 

@@ -387,7 +387,7 @@ extension HeadTrainer {
     private func multiScaleStep() -> Float {
         let rows = views * data.images.count
         let z = trainable.forward(Tensor(shape: [rows] + featureShape, data: features), training: true)
-        let labels = Array([[Int]](repeating: data.labels, count: views).joined())
+        let labels = Array([[Int]](repeating: data.labels, count: views).joined())  // view-major, as `features`
         let (ce, dLogits) = Self.softmaxCrossEntropy(classifier.forward(z, training: true), labels: labels)
         _ = trainable.backward(classifier.backward(dLogits))
         if options.linearPenalty > 0, let linear = trainable.layers.first as? Linear {

@@ -116,7 +116,7 @@ struct TrainBackbone: ParsableCommand {
     @Option(help: ArgumentHelp("Directory for the checkpoint and the exported trunk.", valueName: "dir"))
     var out: String = "train-backbone"
 
-    @Option(help: "Self-supervised objective: contrastive (SimCLR-style, NT-Xent), cutpaste (tell crops from crops with a pasted patch) or autoencoder (reconstruction).")
+    @Option(help: "Self-supervised objective: contrastive (SimCLR-style, NT-Xent), cutpaste (tell crops from crops with a pasted patch), contrastive+cutpaste (both losses at once) or autoencoder (reconstruction).")
     var objective: String = BackboneOptions().objective.rawValue
 
     @Option(help: "Passes over the crops.") var epochs: Int = BackboneOptions().epochs
@@ -129,6 +129,14 @@ struct TrainBackbone: ParsableCommand {
     var maxStepsPerEpoch: Int = 0
     @Option(help: "Random magnification of each view, drawn from [1, 1 + zoom], of a window placed at random (0 = off).")
     var zoom: Float = BackboneOptions().augmentation.zoom
+    @Option(help: ArgumentHelp("Random rotation of each view by up to this many degrees either way (0 = off).", valueName: "degrees"))
+    var rotate: Float = BackboneOptions().augmentation.rotation
+    @Option(help: "Random brightness gain of each view, drawn from [1 - b, 1 + b].")
+    var brightness: Float = BackboneOptions().augmentation.brightness
+    @Option(help: "Random extra gain of each colour channel of each view, drawn from [1 - c, 1 + c].")
+    var colour: Float = BackboneOptions().augmentation.colour
+    @Option(help: "contrastive objectives: NT-Xent temperature (lower: harder negatives).")
+    var temperature: Float = BackboneOptions().temperature
     @Flag(help: "Continue from OUT/backbone.ckpt.") var resume = false
     @OptionGroup var source: CropSourceOptions
 
@@ -147,6 +155,14 @@ struct TrainBackbone: ParsableCommand {
         options.maxStepsPerEpoch = maxStepsPerEpoch
         guard zoom >= 0, zoom <= 3 else { throw ValidationError("--zoom must be 0…3, got \(zoom)") }
         options.augmentation.zoom = zoom
+        guard rotate >= 0, rotate <= 180 else { throw ValidationError("--rotate must be 0…180 degrees, got \(rotate)") }
+        options.augmentation.rotation = rotate
+        guard brightness >= 0, brightness < 1 else { throw ValidationError("--brightness must be in [0, 1), got \(brightness)") }
+        options.augmentation.brightness = brightness
+        guard colour >= 0, colour < 1 else { throw ValidationError("--colour must be in [0, 1), got \(colour)") }
+        options.augmentation.colour = colour
+        guard temperature >= 0.01, temperature <= 10 else { throw ValidationError("--temperature must be 0.01…10, got \(temperature)") }
+        options.temperature = temperature
         try options.validate()
 
         let files = try TrainingCrops.imageFiles(under: crops)
@@ -220,6 +236,9 @@ struct TrainHead: ParsableCommand {
     var head: HeadKind = .multiScale
     @Option(help: "Optimiser steps (default: 400 for multi-scale, 600 for mlp).") var steps: Int?
     @Option(name: .customLong("lr"), help: "Adam learning rate (default: 0.05 for multi-scale, 0.001 for mlp).") var learningRate: Float?
+    @Flag(name: .customLong("pool-input"),
+          help: "multi-scale: also pool each colour channel's mean and deviation over the crop itself.")
+    var poolInput = false
     @Option(name: .customLong("fine-tune-steps"), help: "multi-scale: then fine-tune the trunk with the head for this many steps on augmented crops (0 = trunk frozen).")
     var fineTuneSteps: Int = HeadOptions().fineTuneSteps
     @Option(name: .customLong("fine-tune-lr"), help: "multi-scale: Adam learning rate of the fine-tuning steps.")
@@ -288,6 +307,8 @@ struct TrainHead: ParsableCommand {
         options.classificationWeight = classificationWeight
         options.fineTuneSteps = fineTuneSteps
         options.fineTuneLearningRate = fineTuneLearningRate
+        options.poolsInput = poolInput
+        if head == .mlp && poolInput { throw ValidationError("--pool-input applies to --head multi-scale (the mlp head pools the last stage only)") }
         if head == .mlp && fineTuneSteps > 0 { throw ValidationError("--fine-tune-steps applies to --head multi-scale (for mlp: --fine-tune-trunk)") }
         if freezeTrunk && fineTuneTrunk { throw ValidationError("--freeze-trunk and --fine-tune-trunk exclude each other") }
         if head == .multiScale && (freezeTrunk || fineTuneTrunk) {

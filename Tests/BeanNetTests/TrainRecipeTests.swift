@@ -45,6 +45,36 @@ private func syntheticCrops(count: Int, size: Int = 16, seed: UInt64) -> (CropIm
         }
     }
 
+    @Test func contrastiveCutpasteGradientMatchesFiniteDifferences() {
+        // The combined loss routes rows [a; b] to the projector and [a; c] to the classifier; the
+        // gradient with respect to the trunk's output must add both heads' parts on a's rows.
+        var rng = SeededRandom(seed: 6)
+        let b = 3, c = 4
+        let projector = BackboneModel.projector(c, rng: &rng), classifier = BackboneModel.pasteClassifier(c, rng: &rng)
+        let h = Tensor(shape: [3 * b, c, 2, 2], data: (0..<(3 * b * c * 4)).map { _ in rng.normal() })
+        let loss = { (x: Tensor) in
+            BackboneTrainer.contrastiveCutpasteLoss(x, batch: b, projector: projector, classifier: classifier, temperature: 0.5).loss
+        }
+        let (_, grad) = BackboneTrainer.contrastiveCutpasteLoss(h, batch: b, projector: projector, classifier: classifier, temperature: 0.5)
+        #expect(grad.shape == h.shape)
+        let eps: Float = 1e-2
+        var compared = 0
+        for i in stride(from: 0, to: h.count, by: 5) {
+            var plus = h, minus = h
+            plus.data[i] += eps
+            minus.data[i] -= eps
+            let numeric = (loss(plus) - loss(minus)) / (2 * eps)
+            #expect(abs(numeric - grad.data[i]) <= 2e-3 + 2e-2 * abs(numeric), "dL/dh[\(i)]: analytic \(grad.data[i]), numeric \(numeric)")
+            compared += 1
+        }
+        #expect(compared > 20)
+        // Every part of h matters: a's rows feed both heads, b's the projector, c's the classifier.
+        let block = h.count / 3
+        for part in 0..<3 {
+            #expect(grad.data[(part * block)..<((part + 1) * block)].contains { abs($0) > 1e-6 }, "no gradient on part \(part)")
+        }
+    }
+
     @Test func ntXentIsLowerWhenViewsAgree() {
         var rng = SeededRandom(seed: 4)
         let half = 4, d = 8
@@ -78,7 +108,7 @@ private func syntheticCrops(count: Int, size: Int = 16, seed: UInt64) -> (CropIm
         return losses
     }
 
-    @Test(arguments: [BackboneObjective.autoencoder, .contrastive])
+    @Test(arguments: [BackboneObjective.autoencoder, .contrastive, .contrastiveCutpaste])
     func shortPretrainingLowersTheLoss(objective: BackboneObjective) throws {
         let losses = try pretrainingLosses(objective, cropSize: 16, epochs: 12)
         #expect(losses.count == 12)
@@ -172,6 +202,15 @@ private func syntheticCrops(count: Int, size: Int = 16, seed: UInt64) -> (CropIm
             #expect("\(error)".contains("zoom"), "\(error)")
         }
         options.augmentation.zoom = 0
+        // So are other view augmentations and another contrastive temperature.
+        for change in [{ (o: inout BackboneOptions) in o.augmentation.brightness = 0.3 },
+                       { (o: inout BackboneOptions) in o.augmentation.colour = 0.2 },
+                       { (o: inout BackboneOptions) in o.temperature = 0.1 },
+                       { (o: inout BackboneOptions) in o.augmentation.rotation = 10 }] {
+            var other = options
+            change(&other)
+            #expect(throws: TrainingError.self) { try BackboneTrainer(options: other, images: images).resume(from: path) }
+        }
         try BackboneTrainer(options: options, images: images).resume(from: path)
     }
 
@@ -313,6 +352,33 @@ private func syntheticCrops(count: Int, size: Int = 16, seed: UInt64) -> (CropIm
             for r in 0..<16 { #expect((0..<16).allSatisfy { x.data[r * 16 + $0] == red[$0] }) }
         }
         #expect(magnified >= 4, "only \(magnified) of 8 views repeat pixels")
+    }
+
+    @Test func rotationTurnsTheCropAboutItsCentre() throws {
+        // One bright pixel 6 pixels right of the centre of a 16 × 16 crop: a turned view moves it
+        // along the circle of radius 6 (nearest neighbour: within a pixel), by at most the angle.
+        var pixels = [UInt8](repeating: 0, count: 16 * 16 * 3)
+        pixels[(8 * 16 + 14) * 3] = 255
+        let crop = try CropImages(size: 16, pixels: pixels)
+        let tensorizer = CropTensorizer(mean: [0, 0, 0], std: [1, 1, 1])
+        var turning = Augmentation.none
+        turning.rotation = 30
+        var rng = SeededRandom(seed: 8)
+        var moved = 0
+        for _ in 0..<12 {
+            let x = tensorizer.batch(crop, indices: [0], augmentation: turning, rng: &rng)
+            let lit = (0..<256).filter { x.data[$0] > 0.5 }
+            #expect(lit.count >= 1 && lit.count <= 2, "lit pixels \(lit)")
+            for p in lit {
+                let (u, v) = (Float(p % 16) + 0.5 - 8, Float(p / 16) + 0.5 - 8)
+                let radius = (u * u + v * v).squareRoot(), angle = abs(atan2(v, u)) * 180 / .pi
+                #expect(abs(radius - 6.5) <= 1.5 && angle <= 30 + 10, "pixel \(p): radius \(radius), angle \(angle)")
+            }
+            if lit != [8 * 16 + 14] { moved += 1 }
+        }
+        #expect(moved >= 6, "only \(moved) of 12 views turned the pixel")
+        // Off by default: a plain view is the crop itself.
+        #expect(Augmentation().rotation == 0)
     }
 
     @Test func collapseGuardRestoresAndLowersTheLearningRate() throws {

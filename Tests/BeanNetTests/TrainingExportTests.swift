@@ -78,6 +78,10 @@ struct TrainingExportTests {
         let net = Sequential([MultiScalePooling(trunk: shape.makeTrunk(seed: 35), taps: shape.stageEnds),
                               Linear(MultiScalePooling.featureCount(channels: shape.widths), 5, rng: &rng), L2Normalize()])
         try Self.check("multiscale", net, inputShape: [3, 16, 16], seed: 4)
+        // With the crop's own colour statistics in front (tap −1: the graph's input).
+        let withInput = Sequential([MultiScalePooling(trunk: shape.makeTrunk(seed: 36), taps: [MultiScalePooling.inputTap] + shape.stageEnds),
+                                    Linear(MultiScalePooling.featureCount(channels: [3] + shape.widths), 5, rng: &rng), L2Normalize()])
+        try Self.check("multiscale-input", withInput, inputShape: [3, 16, 16], seed: 5)
     }
 
     @Test func decoderStyleNetwork() throws {

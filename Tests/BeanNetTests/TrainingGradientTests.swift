@@ -211,6 +211,25 @@ struct TrainingGradientTests {
         check(pooling, [3, 3, 8, 8], eps: 3e-3)
     }
 
+    @Test func multiScalePoolingOfTheInput() {
+        // Tap −1 pools the input itself: its gradient is added to the one that comes back through
+        // the trunk from the stage taps.
+        let trunk = TrunkShape.tiny.makeTrunk(seed: 15)
+        let pooling = MultiScalePooling(trunk: trunk, taps: [MultiScalePooling.inputTap] + TrunkShape.tiny.stageEnds)
+        var rng = SeededRandom(seed: 16)
+        let x = GradientCheck.randomTensor([2, 3, 8, 8], rng: &rng)
+        let y = pooling.forward(x, training: false)
+        #expect(y.shape == [2, MultiScalePooling.featureCount(channels: [3, 4, 8])])
+        // The first six values are the input's channel means and deviations.
+        let first = MultiScalePooling(trunk: trunk, taps: [MultiScalePooling.inputTap]).forward(x, training: false)
+        #expect(first.shape == [2, 6])
+        #expect(zip(first.data[0..<6], y.data[0..<6]).allSatisfy { abs($0 - $1) < 1e-6 })
+        let plane = Array(x.data[0..<64]), mean = plane.reduce(0, +) / 64
+        #expect(abs(first.data[0] - mean) < 1e-5)
+        check(pooling, [3, 3, 8, 8], eps: 3e-3)
+        check(MultiScalePooling(trunk: trunk, taps: [MultiScalePooling.inputTap]), [2, 3, 5, 5], eps: 1e-3)
+    }
+
     @Test func multiScalePoolingStatistics() {
         // One sample, one channel, 2×2: mean 2.5, population standard deviation sqrt(1.25).
         let pooling = MultiScalePooling(trunk: Sequential([ReLU()]), taps: [0])

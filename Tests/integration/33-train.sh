@@ -62,6 +62,17 @@ grep -q "resumed from .* after epoch 3" "$WORK/resume.err" || fail "resume did n
 cmp -s "$WORK/straight/backbone.onnx" "$WORK/split/backbone.onnx" || fail "resumed run's weights differ from the uninterrupted run's"
 echo "ok: resumed run equals the uninterrupted run"
 
+# Every view option and the combined objective at once; a resume with another rotation is refused
+# and says which setting differs.
+VIEWS=(--objective contrastive+cutpaste --zoom 0.3 --brightness 0.2 --colour 0.1 --temperature 0.1)
+$T backbone --crops "$WORK/tree" --out "$WORK/views" --epochs 2 --seed 3 "${VIEWS[@]}" --rotate 10 "${COMMON[@]}" >"$WORK/views.out" 2>"$WORK/views.err" \
+  || { cat "$WORK/views.err"; fail "train backbone with every view option exited non-zero"; }
+grep -q "pre-training (contrastive+cutpaste)" "$WORK/views.err" && grep -q "backbone.onnx" "$WORK/views.out" \
+  || { cat "$WORK/views.err"; fail "combined objective: no summary or no exported trunk"; }
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/views" --epochs 3 --seed 3 --resume "${VIEWS[@]}" --rotate 20 "${COMMON[@]}" 2>&1); rc=$?
+[ $rc -ne 0 ] && echo "$out" | grep -q "rotation = 10.0, this run has 20.0" || fail "resume with another --rotate: rc $rc, '$out'"
+echo "ok: view options and contrastive+cutpaste; resume with another rotation refused"
+
 # Head: one ONNX encoder + a store; the runtime and onnxruntime agree on it.
 $T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 16 --backbone "$WORK/straight/backbone.ckpt" \
   --out "$WORK/encoder.onnx" --store-out "$WORK/store" --steps 40 --threads 1 >"$WORK/head.out" 2>"$WORK/head.err" \
@@ -94,8 +105,8 @@ assert np.allclose(np.linalg.norm(ref, axis=1), 1, atol=1e-4), "rows are not uni
 print(f"ok: encoder {ref.shape[1]}-d, runtime vs onnxruntime max abs error {err:.2e}")
 EOF
 
-# The other heads: multi-scale with trunk fine-tuning, and the MLP head; both export encoders that
-# onnxruntime runs with the runtime's outputs.
+# The other heads: multi-scale with trunk fine-tuning, multi-scale with the crop's own colour
+# statistics, and the MLP head; all export encoders that onnxruntime runs with the runtime's outputs.
 $T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 16 --backbone "$WORK/straight/backbone.ckpt" \
   --out "$WORK/tuned.onnx" --steps 20 --fine-tune-steps 6 --threads 1 >"$WORK/tuned.out" 2>"$WORK/tuned.err" \
   || { cat "$WORK/tuned.err"; fail "train head --fine-tune-steps exited non-zero"; }
@@ -103,7 +114,10 @@ grep -q "fine-tune.*6 steps, cross-entropy" "$WORK/tuned.err" || { cat "$WORK/tu
 $T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 16 --backbone "$WORK/straight/backbone.ckpt" \
   --out "$WORK/mlp.onnx" --head mlp --steps 20 --threads 1 >"$WORK/mlp.out" 2>"$WORK/mlp.err" \
   || { cat "$WORK/mlp.err"; fail "train head --head mlp exited non-zero"; }
-for m in tuned mlp; do
+$T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 16 --backbone "$WORK/straight/backbone.ckpt" \
+  --out "$WORK/pooled.onnx" --pool-input --steps 20 --threads 1 >"$WORK/pooled.out" 2>"$WORK/pooled.err" \
+  || { cat "$WORK/pooled.err"; fail "train head --pool-input exited non-zero"; }
+for m in tuned mlp pooled; do
   "$BIN/beanctl" model run "$WORK/$m.onnx" --input "$WORK/x.npy" --output "$WORK/$m.y.npy" >/dev/null || fail "beand's runtime cannot run $m.onnx"
 done
 "$PY" - "$WORK" <<'EOF' || fail "onnxruntime disagrees with beand's runtime on the other heads"
@@ -112,7 +126,7 @@ import numpy as np, onnxruntime as ort
 w = sys.argv[1]
 x = np.load(f"{w}/x.npy")
 first = np.load(f"{w}/y.npy")
-for m in ("tuned", "mlp"):
+for m in ("tuned", "mlp", "pooled"):
     ours = np.load(f"{w}/{m}.y.npy")
     s = ort.InferenceSession(f"{w}/{m}.onnx", providers=["CPUExecutionProvider"])
     ref = s.run(None, {s.get_inputs()[0].name: x})[0]
@@ -130,11 +144,21 @@ out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --backbone 
 [ $rc -eq 64 ] && echo "$out" | grep -q -- "apply to --head mlp only" || fail "multi-scale --freeze-trunk: rc $rc, '$out'"
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --backbone "$WORK/straight/backbone.ckpt" --out "$WORK/e.onnx" --head wide 2>&1); rc=$?
 [ $rc -eq 64 ] && echo "$out" | grep -q "wide" || fail "--head wide: rc $rc, '$out'"
+out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --backbone "$WORK/straight/backbone.ckpt" --out "$WORK/e.onnx" --head mlp --pool-input 2>&1); rc=$?
+[ $rc -eq 64 ] && echo "$out" | grep -q -- "--pool-input applies to --head multi-scale" || fail "--head mlp --pool-input: rc $rc, '$out'"
 mkdir -p "$WORK/empty"
 out=$($T backbone --crops "$WORK/empty" --out "$WORK/x" 2>&1); rc=$?
 [ $rc -ne 0 ] && echo "$out" | grep -q "empty: no JPEG or PNG images" || fail "empty crop dir: rc $rc, '$out'"
 out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --zoom=-1 2>&1); rc=$?
 [ $rc -eq 64 ] && echo "$out" | grep -q -- "--zoom must be 0…3" || fail "--zoom -1: rc $rc, '$out'"
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --rotate 200 2>&1); rc=$?
+[ $rc -eq 64 ] && echo "$out" | grep -q -- "--rotate must be 0…180 degrees" || fail "--rotate 200: rc $rc, '$out'"
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --brightness 1.5 2>&1); rc=$?
+[ $rc -eq 64 ] && echo "$out" | grep -q -- "--brightness must be in \[0, 1)" || fail "--brightness 1.5: rc $rc, '$out'"
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --colour=-0.1 2>&1); rc=$?
+[ $rc -eq 64 ] && echo "$out" | grep -q -- "--colour must be in \[0, 1)" || fail "--colour -0.1: rc $rc, '$out'"
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --temperature 0 2>&1); rc=$?
+[ $rc -eq 64 ] && echo "$out" | grep -q -- "--temperature must be 0.01…10" || fail "--temperature 0: rc $rc, '$out'"
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 0 --backbone "$WORK/straight/backbone.ckpt" --out "$WORK/e.onnx" 2>&1); rc=$?
 [ $rc -eq 64 ] && echo "$out" | grep -q -- "--labels must be at least 1" || fail "--labels 0: rc $rc, '$out'"
 head -c 100 "$WORK/straight/backbone.ckpt" >"$WORK/truncated.ckpt"

@@ -9,13 +9,18 @@ import Foundation
 /// keep colour and fine texture — mould, insect holes, fissures — that the last stage averages
 /// away; the standard deviation says how uneven a bean's surface is). Measured in MODEL_CARD.md.
 ///
+/// Tap −1 is the trunk's input itself: the mean and spread of each colour channel of the crop,
+/// which the trunk's contrastive training is free to discard (it only has to tell beans apart).
+///
 /// Layers after the last tap are not run. The standard deviation is the population one,
 /// sqrt(mean((x − mean)²)) without an epsilon, so the ONNX form (`ReduceL2` of the centred map,
 /// scaled) computes exactly the same; its gradient is taken as 0 on a constant channel.
 public final class MultiScalePooling: Layer {
     public let trunk: Sequential
-    /// Indices into `trunk.layers` whose outputs are pooled, ascending.
+    /// Indices into `trunk.layers` whose outputs are pooled, ascending; −1 = the input.
     public let taps: [Int]
+    /// The tap index that stands for the trunk's input.
+    public static let inputTap = -1
     /// Per tap, the last training forward's output and its pooled statistics (the standard
     /// deviation's gradient needs both).
     private var tapped: [(output: Tensor, statistics: [Float])] = []
@@ -24,7 +29,7 @@ public final class MultiScalePooling: Layer {
 
     public init(trunk: Sequential, taps: [Int]) {
         precondition(!taps.isEmpty && taps == taps.sorted() && Set(taps).count == taps.count
-                     && taps.allSatisfy { trunk.layers.indices.contains($0) },
+                     && taps.allSatisfy { $0 == Self.inputTap || trunk.layers.indices.contains($0) },
                      "MultiScalePooling: taps \(taps) must be distinct ascending indices of the trunk's \(trunk.layers.count) layers")
         self.trunk = trunk
         self.taps = taps
@@ -42,14 +47,17 @@ public final class MultiScalePooling: Layer {
         var pooled: [[Float]] = []
         var planes: [Int] = []
         var kept: [(output: Tensor, statistics: [Float])] = []
-        for (i, layer) in trunk.layers.enumerated() where i <= (taps.last ?? -1) {
-            h = layer.forward(h, training: training)
-            guard taps.contains(i) else { continue }
-            precondition(h.shape.count == 4, "MultiScalePooling: tapped layer \(i) gives shape \(h.shape), expected NCHW")
+        func pool(_ h: Tensor, tap: Int) {
+            precondition(h.shape.count == 4, "MultiScalePooling: tap \(tap) gives shape \(h.shape), expected NCHW")
             let statistics = Self.meanAndDeviation(h)
             pooled.append(statistics)
             planes.append(h.shape[2] * h.shape[3])
             if training { kept.append((h, statistics)) }
+        }
+        if taps.first == Self.inputTap { pool(x, tap: Self.inputTap) }
+        for (i, layer) in trunk.layers.enumerated() where i <= (taps.last ?? -1) {
+            h = layer.forward(h, training: training)
+            if taps.contains(i) { pool(h, tap: i) }
         }
         tapPlanes = planes
         if training { tapped = kept }
@@ -123,6 +131,11 @@ public final class MultiScalePooling: Layer {
             }
             guard let upstream = grad else { preconditionFailure("MultiScalePooling: no gradient at layer \(i)") }
             grad = trunk.layers[i].backward(upstream)
+        }
+        if let g = tapGradient[Self.inputTap] {
+            guard var sum = grad else { return g }
+            for k in sum.data.indices { sum.data[k] += g.data[k] }
+            grad = sum
         }
         guard let dx = grad else { preconditionFailure("MultiScalePooling: no taps") }
         return dx

@@ -136,9 +136,7 @@ public enum ONNXExport {
                 }
                 var x = input
                 var pooled: [String] = []
-                for (i, layer) in m.trunk.layers.enumerated() where i <= (m.taps.last ?? -1) {
-                    x = try emit(layer, input: x, path: "\(p)\(i)")
-                    guard let t = m.taps.firstIndex(of: i) else { continue }
+                func statistics(of x: String, tap t: Int) {
                     let q = "\(p)tap\(t)."
                     let mean = node("GlobalAveragePool", [x], name: q + "mean")
                     pooled.append(node("Flatten", [mean], name: q + "mean_flat", attrs: [Self.attr("axis", int: 1)]))
@@ -146,6 +144,11 @@ public enum ONNXExport {
                     let norm = node("ReduceL2", [centred], name: q + "l2", attrs: [Self.attr("axes", ints: [2, 3]), Self.attr("keepdims", int: 0)])
                     let scale = floats(q + "inv_sqrt_plane", [1 / Float(m.tapPlanes[t]).squareRoot()], [1])
                     pooled.append(node("Mul", [norm, scale], name: q + "deviation"))
+                }
+                if m.taps.first == MultiScalePooling.inputTap { statistics(of: input, tap: 0) }
+                for (i, layer) in m.trunk.layers.enumerated() where i <= (m.taps.last ?? -1) {
+                    x = try emit(layer, input: x, path: "\(p)\(i)")
+                    if let t = m.taps.firstIndex(of: i) { statistics(of: x, tap: t) }
                 }
                 return node("Concat", pooled, name: p + "concat", attrs: [Self.attr("axis", int: 1)])
             case let c as Conv2d:

@@ -77,6 +77,10 @@ public enum BackboneObjective: String, Sendable, CaseIterable {
     /// bean cut out and pasted elsewhere on it (cross-entropy on a small classifier): a local,
     /// defect-like irregularity rather than the whole-crop invariances of contrastive learning.
     case cutpaste
+    /// Both at once: the NT-Xent loss on two views of each crop plus the CutPaste cross-entropy on
+    /// the first view against a pasted copy of it, each on its own small head. Whole-bean
+    /// invariances from the one, local irregularities from the other.
+    case contrastiveCutpaste = "contrastive+cutpaste"
 }
 
 /// Everything `train backbone` trains: the trunk plus the objective's own layers (decoder or
@@ -110,13 +114,25 @@ public final class BackboneModel {
             layers.append(Conv2d(channels, 3, kernel: 3, stride: 1, padding: 1, bias: true, rng: &rng))
             extra = Sequential(layers)
         case .contrastive:
-            extra = Sequential([GlobalAvgPool(), Flatten(), Linear(top, top, rng: &rng), ReLU(),
-                                Linear(top, 64, rng: &rng), L2Normalize()])
+            extra = Self.projector(top, rng: &rng)
         case .cutpaste:
-            extra = Sequential([GlobalAvgPool(), Flatten(), Linear(top, top, rng: &rng), ReLU(),
-                                Linear(top, 2, rng: &rng)])
+            extra = Self.pasteClassifier(top, rng: &rng)
+        case .contrastiveCutpaste:
+            // Two heads side by side on the trunk's output (not in sequence): `trainStep` runs each
+            // on its own rows.
+            extra = Sequential([Self.projector(top, rng: &rng), Self.pasteClassifier(top, rng: &rng)])
         }
         whole = Sequential([trunk, extra])
+    }
+
+    /// NT-Xent projector: pooled trunk output → 64 unit values.
+    static func projector(_ top: Int, rng: inout SeededRandom) -> Sequential {
+        Sequential([GlobalAvgPool(), Flatten(), Linear(top, top, rng: &rng), ReLU(), Linear(top, 64, rng: &rng), L2Normalize()])
+    }
+
+    /// CutPaste classifier: pooled trunk output → logits of (as is, pasted).
+    static func pasteClassifier(_ top: Int, rng: inout SeededRandom) -> Sequential {
+        Sequential([GlobalAvgPool(), Flatten(), Linear(top, top, rng: &rng), ReLU(), Linear(top, 2, rng: &rng)])
     }
 }
 
@@ -184,15 +200,21 @@ public final class BackboneTrainer {
          "widths": options.shape.widths.map(String.init).joined(separator: ","),
          "blocks": options.shape.blocks.map(String.init).joined(separator: ","),
          "stem_stride": String(options.shape.stemStride), "crop_size": String(images.size),
-         "seed": String(options.seed), "zoom": String(options.augmentation.zoom)]
+         "seed": String(options.seed), "zoom": String(options.augmentation.zoom),
+         "brightness": String(options.augmentation.brightness), "colour": String(options.augmentation.colour),
+         "temperature": String(options.temperature), "rotation": String(options.augmentation.rotation)]
     }
 
     /// Loads the state of an earlier run of the same configuration.
     public func resume(from path: String) throws {
         let checkpoint = try Checkpoint.read(from: path)
-        for key in ["objective", "widths", "blocks", "stem_stride", "crop_size", "seed", "zoom"] {
-            // Checkpoints from before the zoom augmentation were made without it.
-            let made = key == "zoom" ? checkpoint.metadata[key] ?? String(Float(0)) : checkpoint.metadata[key]
+        // Checkpoints from before these settings were options were made with these values.
+        let defaults = ["zoom": String(Float(0)), "brightness": String(Augmentation().brightness),
+                        "colour": String(Augmentation().colour), "temperature": String(BackboneOptions().temperature),
+                        "rotation": String(Float(0))]
+        for key in ["objective", "widths", "blocks", "stem_stride", "crop_size", "seed", "zoom", "brightness", "colour",
+                    "temperature", "rotation"] {
+            let made = checkpoint.metadata[key] ?? defaults[key]
             guard made == checkpointMetadata[key] else {
                 throw TrainingError("\(path): checkpoint was made with \(key) = \(checkpoint.metadata[key] ?? "none"), this run has \(checkpointMetadata[key] ?? "none")")
             }
@@ -265,9 +287,55 @@ public final class BackboneTrainer {
             let (l, g) = HeadTrainer.softmaxCrossEntropy(logits, labels: labels)
             _ = model.trunk.backward(model.extra.backward(g))
             loss = l
+        case .contrastiveCutpaste:
+            // Views a and b of every crop, and c = a with a pasted patch; one trunk pass over
+            // [a; b; c]. The projector sees [a; b], the classifier [a; c]; a's gradient is the sum.
+            let b = indices.count
+            let a = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
+            let v = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
+            var c = a
+            CutPaste.apply(to: &c, rng: &random)
+            let sample = Array(a.shape.dropFirst())
+            let h = model.trunk.forward(Tensor(shape: [3 * b] + sample, data: a.data + v.data + c.data), training: true)
+            guard let projector = model.extra.layers.first, let classifier = model.extra.layers.last else {
+                preconditionFailure("contrastive+cutpaste model without its two heads")
+            }
+            let (l, dh) = Self.contrastiveCutpasteLoss(h, batch: b, projector: projector, classifier: classifier,
+                                                       temperature: options.temperature)
+            _ = model.trunk.backward(dh)
+            loss = l
         }
         optimiser.step(params)
         return loss
+    }
+}
+
+extension BackboneTrainer {
+    /// The contrastive+cutpaste loss on the trunk's output `h` = [a; b; c] (3 × `batch` rows:
+    /// two views of each crop, then the first view with a pasted patch) and its gradient with
+    /// respect to `h`: NT-Xent of the projector on [a; b] plus the cross-entropy of the classifier
+    /// on [a; c] (a as is, c pasted). Rows of a get the sum of both gradients.
+    static func contrastiveCutpasteLoss(_ h: Tensor, batch b: Int, projector: Layer, classifier: Layer,
+                                        temperature: Float) -> (loss: Float, grad: Tensor) {
+        precondition(b > 0 && h.shape.first == 3 * b, "contrastive+cutpaste: trunk output \(h.shape) for a batch of \(b)")
+        let block = h.count / 3, featureShape = Array(h.shape.dropFirst())
+        func rows(_ parts: [Int]) -> Tensor {
+            var data: [Float] = []
+            data.reserveCapacity(parts.count * block)
+            for part in parts { data += h.data[(part * block)..<((part + 1) * block)] }
+            return Tensor(shape: [parts.count * b] + featureShape, data: data)
+        }
+        let z = projector.forward(rows([0, 1]), training: true)
+        let (contrastiveLoss, dz) = ContrastiveLoss.ntXent(z, temperature: temperature)
+        let logits = classifier.forward(rows([0, 2]), training: true)
+        let labels = [Int](repeating: 0, count: b) + [Int](repeating: 1, count: b)
+        let (pasteLoss, dLogits) = HeadTrainer.softmaxCrossEntropy(logits, labels: labels)
+        let dProjected = projector.backward(dz), dClassified = classifier.backward(dLogits)
+        var dh = Tensor(zeros: h.shape)
+        for i in 0..<(2 * block) { dh.data[i] += dProjected.data[i] }
+        for i in 0..<block { dh.data[i] += dClassified.data[i] }
+        for i in 0..<block { dh.data[2 * block + i] += dClassified.data[block + i] }
+        return (contrastiveLoss + pasteLoss, dh)
     }
 }
 

@@ -55,9 +55,15 @@ public struct Augmentation: Sendable, Equatable {
     /// (nearest-neighbour), as a random-resized crop does: two views of a bean then show different
     /// parts of it at different scales. 0 = off.
     public var zoom: Float
+    /// Random rotation about the crop's centre by an angle drawn from [−r, r] degrees (nearest
+    /// neighbour; corners that come from outside the crop are background). The crops are already
+    /// turned to the bean's major axis, so this covers the wobble of that estimate. 0 = off.
+    public var rotation: Float
 
-    public init(flips: Bool = true, brightness: Float = 0.15, colour: Float = 0.05, shift: Int = 2, zoom: Float = 0) {
+    public init(flips: Bool = true, brightness: Float = 0.15, colour: Float = 0.05, shift: Int = 2, zoom: Float = 0,
+                rotation: Float = 0) {
         self.flips = flips; self.brightness = brightness; self.colour = colour; self.shift = shift; self.zoom = zoom
+        self.rotation = rotation
     }
 
     public static let none = Augmentation(flips: false, brightness: 0, colour: 0, shift: 0)
@@ -112,6 +118,9 @@ public struct CropTensorizer: Sendable {
                     window = Window(magnification: z, centreX: (rng.uniform() * 2 - 1) * slack,
                                     centreY: (rng.uniform() * 2 - 1) * slack)
                 }
+                if augmentation.rotation > 0 {
+                    window.angle = (rng.uniform() * 2 - 1) * augmentation.rotation * .pi / 180
+                }
                 write(images, i, pose: pose, gains: g, dx: dx, dy: dy, window: window, into: base + k * 3 * s * s)
             }
         }
@@ -119,12 +128,14 @@ public struct CropTensorizer: Sendable {
     }
 
     /// The part of the crop a view shows: magnified `magnification` times about the crop's centre
-    /// moved by (centreX, centreY) pixels.
+    /// moved by (centreX, centreY) pixels, and turned by `angle` radians.
     struct Window {
         var magnification: Float
         var centreX: Float
         var centreY: Float
+        var angle: Float = 0
         static let whole = Window(magnification: 1, centreX: 0, centreY: 0)
+        var isWhole: Bool { magnification == 1 && angle == 0 }
     }
 
     private func write(_ images: CropImages, _ index: Int, pose: Int, gains: (Float, Float, Float), dx: Int, dy: Int,
@@ -133,15 +144,18 @@ public struct CropTensorizer: Sendable {
         let base = index * images.bytesPerImage
         let scale = (gains.0 / (255 * std[0]), gains.1 / (255 * std[1]), gains.2 / (255 * std[2]))
         let offset = (mean[0] / std[0], mean[1] / std[1], mean[2] / std[2])
+        let (cosine, sine) = (cos(window.angle), sin(window.angle))
         images.pixels.withUnsafeBufferPointer { px in
             for y in 0..<s {
                 for x in 0..<s {
-                    // Source pixel: undo the shift, the window, then the mirrors.
+                    // Source pixel: undo the shift, the window (rotation, magnification), then the mirrors.
                     var sx = x - dx, sy = y - dy
-                    if window.magnification != 1 {
+                    if !window.isWhole {
                         let half = Float(s) / 2
-                        sx = Int(((Float(sx) + 0.5 - half) / window.magnification + half + window.centreX).rounded(.down))
-                        sy = Int(((Float(sy) + 0.5 - half) / window.magnification + half + window.centreY).rounded(.down))
+                        let u = Float(sx) + 0.5 - half, v = Float(sy) + 0.5 - half
+                        let (ru, rv) = (cosine * u + sine * v, -sine * u + cosine * v)
+                        sx = Int((ru / window.magnification + half + window.centreX).rounded(.down))
+                        sy = Int((rv / window.magnification + half + window.centreY).rounded(.down))
                     }
                     let outside = sx < 0 || sy < 0 || sx >= s || sy >= s
                     if pose & 1 != 0 { sx = s - 1 - sx }

@@ -47,6 +47,11 @@ public struct HeadOptions: Sendable, Equatable {
     public var weightDecay: Float = 1e-4
     /// L2 penalty on the multi-scale head's linear map (added to its gradient).
     public var linearPenalty: Float = 1e-3
+    /// Multi-scale head: also pool the crop itself (each colour channel's mean and standard
+    /// deviation over the crop), beside the trunk's stages. The idea: the contrastive trunk need
+    /// not keep a bean's overall colour, which marks black and sour beans. Measured on the folds
+    /// it does not help (MODEL_CARD.md: 0.871 against 0.880 AUC), so it is off by default.
+    public var poolsInput = false
     /// Scale of the multi-scale head's cosine-softmax logits (cosines are in [−1, 1]).
     public var cosineScale: Float = 10
     /// Multi-scale head, second phase: steps that fine-tune the trunk together with the trained
@@ -143,6 +148,8 @@ public final class HeadTrainer {
     /// the cached features; folded into the linear map on export).
     private var featureMean: [Float] = []
     private var featureScale: [Float] = []
+    /// Multi-scale head: channels of each pooled tap, in the order of the features.
+    private let pooledChannels: [Int]
 
     public init(options: HeadOptions, trunk: Sequential, shape: TrunkShape, data: LabelledCrops) throws {
         try options.validate()
@@ -151,15 +158,18 @@ public final class HeadTrainer {
         var rng = SeededRandom(seed: options.seed ^ 0x4EAD)
         switch options.kind {
         case .multiScale:
-            let pooling = MultiScalePooling(trunk: trunk, taps: shape.stageEnds)
+            // Channels of each tap, in the order of the pooled features (3 for the crop itself).
+            pooledChannels = (options.poolsInput ? [3] : []) + shape.widths
+            let pooling = MultiScalePooling(trunk: trunk, taps: (options.poolsInput ? [MultiScalePooling.inputTap] : []) + shape.stageEnds)
             frozen = Sequential([pooling])
-            let width = MultiScalePooling.featureCount(channels: shape.widths)
+            let width = MultiScalePooling.featureCount(channels: pooledChannels)
             trainable = Sequential([Linear(width, options.embedding, rng: &rng), L2Normalize()])
             classifier = CosineClassifier(options.embedding, classes: max(data.classNames.count, 1),
                                           scale: options.cosineScale, rng: &rng)
             optimiser = Adam(learningRate: options.learningRate)
             views = 4
         case .mlp:
+            pooledChannels = []
             let split = options.fineTuneWholeTrunk ? 0 : options.fineTuneLastStage ? shape.lastStageStart : trunk.layers.count
             frozen = Sequential(Array(trunk.layers[0..<split]))
             let top = shape.widths.last ?? 1
@@ -173,7 +183,7 @@ public final class HeadTrainer {
         learning = Sequential([trainable, classifier])
         random = SeededRandom(seed: options.seed &+ 0x7121)
         cacheFeatures()
-        if options.kind == .multiScale { standardizeFeatures(channels: shape.widths) }
+        if options.kind == .multiScale { standardizeFeatures(channels: pooledChannels) }
     }
 
     /// The whole encoder: frozen trunk, trained part, normalisation. Shares layers with this

@@ -19,7 +19,7 @@ struct Eval: ParsableCommand {
             each fold is scored against a store built from --labels-per-fold beans of the other folds. \
             A bean's reject score is the largest over its usable sides: in vote mode the \
             distance-weighted vote share of defect labels among the --score-k nearest vectors plus \
-            0.01 × the distance to the nearest good one among them, in one-class mode the mean \
+            \(RejectScore.goodDistanceWeight) × the distance to the nearest good one among them, in one-class mode the mean \
             distance to the k nearest good vectors. See beanctl-eval(1) for every figure.
             """
     )

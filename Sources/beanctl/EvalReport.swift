@@ -68,7 +68,7 @@ struct EvalReport {
                 "unknown_distance": json(policy.thresholds.unknownDistance),
                 "unknown_action": policy.unknownAction.rawValue,
             ] as [String: Any],
-            "score": policy.mode == .vote ? "distance-weighted defect vote share of the score_k nearest + 0.01 × distance to the nearest good among them, max over usable sides"
+            "score": policy.mode == .vote ? "distance-weighted defect vote share of the score_k nearest + \(RejectScore.goodDistanceWeight) × distance to the nearest good among them, max over usable sides"
                 : "mean distance to the k nearest good vectors, max over usable sides",
             "threshold_rule": Self.thresholdRule,
             "score_k": scoreK ?? policy.k,

@@ -148,17 +148,17 @@ public final class HeadTrainer {
     /// the cached features; folded into the linear map on export).
     private var featureMean: [Float] = []
     private var featureScale: [Float] = []
-    /// Multi-scale head: channels of each pooled tap, in the order of the features.
-    private let pooledChannels: [Int]
 
     public init(options: HeadOptions, trunk: Sequential, shape: TrunkShape, data: LabelledCrops) throws {
         try options.validate()
         self.options = options
         self.data = data
         var rng = SeededRandom(seed: options.seed ^ 0x4EAD)
+        // Multi-scale head: channels of each tap, in the order of the pooled features (3 for the
+        // crop itself).
+        var pooledChannels: [Int] = []
         switch options.kind {
         case .multiScale:
-            // Channels of each tap, in the order of the pooled features (3 for the crop itself).
             pooledChannels = (options.poolsInput ? [3] : []) + shape.widths
             let pooling = MultiScalePooling(trunk: trunk, taps: (options.poolsInput ? [MultiScalePooling.inputTap] : []) + shape.stageEnds)
             frozen = Sequential([pooling])
@@ -169,7 +169,6 @@ public final class HeadTrainer {
             optimiser = Adam(learningRate: options.learningRate)
             views = 4
         case .mlp:
-            pooledChannels = []
             let split = options.fineTuneWholeTrunk ? 0 : options.fineTuneLastStage ? shape.lastStageStart : trunk.layers.count
             frozen = Sequential(Array(trunk.layers[0..<split]))
             let top = shape.widths.last ?? 1
@@ -214,9 +213,7 @@ public final class HeadTrainer {
             let sd = max(squares[j] / Double(max(rows, 1)) - m * m, 0).squareRoot()
             return sd > 1e-6 ? Float(1 / (sd * Double(blockWidth[j]).squareRoot())) : 0
         }
-        for r in 0..<rows {
-            for j in 0..<f { features[r * f + j] = (features[r * f + j] - featureMean[j]) * featureScale[j] }
-        }
+        features = Standardize(mean: featureMean, scale: featureScale).forward(Tensor(shape: [rows, f], data: features), training: false).data
     }
 
     /// W·((x − mean)·scale) + b = (W·diag(scale))·x + (b − W·(mean·scale)).
@@ -400,9 +397,7 @@ extension HeadTrainer {
         let labels = Array([[Int]](repeating: data.labels, count: views).joined())  // view-major, as `features`
         let (ce, dLogits) = Self.softmaxCrossEntropy(classifier.forward(z, training: true), labels: labels)
         _ = trainable.backward(classifier.backward(dLogits))
-        if options.linearPenalty > 0, let linear = trainable.layers.first as? Linear {
-            for i in linear.weight.value.indices { linear.weight.grad[i] += options.linearPenalty * linear.weight.value[i] }
-        }
+        if let linear = trainable.layers.first as? Linear { addLinearPenalty(to: linear) }
         return ce
     }
 
@@ -431,15 +426,19 @@ extension HeadTrainer {
             let z = net.forward(x, training: true)
             let (ce, dLogits) = Self.softmaxCrossEntropy(classifier.forward(z, training: true), labels: picks.map { data.labels[$0] })
             _ = net.backward(classifier.backward(dLogits))
-            if options.linearPenalty > 0 {
-                for i in linear.weight.value.indices { linear.weight.grad[i] += options.linearPenalty * linear.weight.value[i] }
-            }
+            addLinearPenalty(to: linear)
             adam.step(params)
             last = ce
             running = step == 1 ? ce : 0.95 * running + 0.05 * ce
             progress(step, options.fineTuneSteps, running)
         }
         return last
+    }
+
+    /// The multi-scale head's L2 penalty on its linear map, added to the map's weight gradient.
+    private func addLinearPenalty(to linear: Linear) {
+        guard options.linearPenalty > 0 else { return }
+        for i in linear.weight.value.indices { linear.weight.grad[i] += options.linearPenalty * linear.weight.value[i] }
     }
 
     /// Mean softmax cross-entropy of rows of `logits` [N, C] against `labels`, and its gradient.

@@ -30,10 +30,15 @@ struct EvalReport {
         outcomes += new
         guard let fold else { return }
         let figures = SorterFigures(new)
+        // Per fold too, so a run with one encoder per fold (the held-out fold of each) can report
+        // the 11-class figures of exactly the beans each encoder never saw.
+        let confusion = ConfusionMatrix(pairs: new.flatMap(\.sides))
         perFold.append([
             "fold": fold, "store_beans": storeBeans ?? NSNull(), "store_vectors": storeVectors, "test_beans": new.count,
             "roc_auc": json(figures.auc), "f1": json(figures.policy.f1),
             "recall_at_good_rejected": Dictionary(uniqueKeysWithValues: figures.atRate.map { ($0.key, json($0.recall)) }),
+            "macro_f1": json(confusion.macroF1), "macro_f1_defect_labels": json(defectMacroF1(confusion)),
+            "confusion": confusionObject(confusion),
         ])
         perFoldFigures.append((figures.auc, figures.atRate.first { $0.key == "0.03" }?.recall, figures.policy.f1))
     }
@@ -117,6 +122,10 @@ struct EvalReport {
             return "{}"
         }
         return String(decoding: data, as: UTF8.self)
+    }
+
+    private func confusionObject(_ c: ConfusionMatrix) -> [String: Any] {
+        ["true": c.trueLabels, "predicted": c.predictedLabels, "counts": c.counts]
     }
 
     private func spreadObject(_ s: Spread) -> [String: Any] {

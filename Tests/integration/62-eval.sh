@@ -86,6 +86,20 @@ for name in ("vote", "oc"):
         close(pc["precision"], tpc / predicted if predicted else 0.0, f"{name} {label} precision")
         if pc["support"] != support: bad.append(f"{name} {label} support")
     close(report["macro_f1"], float(np.mean(f1s)), f"{name} macro_f1")
+    # Per fold: each fold's confusion gives its macro F1, and the folds' confusions add up to the pooled one.
+    summed = {}
+    for pf in folds["per_fold"]:
+        fc = pf["confusion"]; fcounts = np.array(fc["counts"]); ff1 = []
+        for i, label in enumerate(fc["true"]):
+            j = fc["predicted"].index(label) if label in fc["predicted"] else None
+            tpc = fcounts[i, j] if j is not None else 0; support = fcounts[i].sum(); predicted = fcounts[:, j].sum() if j is not None else 0
+            ff1.append(2 * tpc / (support + predicted) if support + predicted else 0.0)
+            for jj, pl in enumerate(fc["predicted"]): summed[(label, pl)] = summed.get((label, pl), 0) + int(fcounts[i, jj])
+        close(pf["macro_f1"], float(np.mean(ff1)), f"{name} fold {pf['fold']} macro_f1")
+        fd = [f for label, f in zip(fc["true"], ff1) if label != "Normal"]
+        close(pf["macro_f1_defect_labels"], float(np.mean(fd)) if fd else None, f"{name} fold {pf['fold']} macro_f1_defect_labels")
+    pooled = {(t, p): int(counts[i, j]) for i, t in enumerate(conf["true"]) for j, p in enumerate(conf["predicted"]) if counts[i, j]}
+    if {k: v for k, v in summed.items() if v} != pooled: bad.append(f"{name}: per-fold confusions do not add up to the pooled one")
     defect_f1s = [f for label, f in zip(conf["true"], f1s) if label != "Normal"]
     close(report["macro_f1_defect_labels"], float(np.mean(defect_f1s)), f"{name} macro_f1_defect_labels")
     if counts.sum() != report["counts"]["photos_used"]: bad.append(f"{name}: confusion total {counts.sum()} vs photos used")

@@ -50,7 +50,8 @@ public struct HeadOptions: Sendable, Equatable {
     /// Multi-scale head: also pool the crop itself (each colour channel's mean and standard
     /// deviation over the crop), beside the trunk's stages. The idea: the contrastive trunk need
     /// not keep a bean's overall colour, which marks black and sour beans. Measured on the folds
-    /// it does not help (MODEL_CARD.md: 0.871 against 0.880 AUC), so it is off by default.
+    /// it does not help (MODEL_CARD.md: 0.871 against 0.873 AUC with the shipped backbone), so it
+    /// is off by default.
     public var poolsInput = false
     /// Scale of the multi-scale head's cosine-softmax logits (cosines are in [−1, 1]).
     public var cosineScale: Float = 10

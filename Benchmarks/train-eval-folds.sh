@@ -10,6 +10,10 @@
 # per-bean scores pooled over the five runs).
 #   BACKBONE  checkpoint (default: $WORK/backbone/backbone.ckpt of Deploy/train-default.sh)
 #   LABEL_COUNTS (default "50 200 500")   FOLDS (default 5)   SEED (default 0)
+#   GOOD_SHARE (default 0.5, as Deploy/train-default.sh; or "proportional"): share of good beans
+#   among each fold's labelled beans, for every row (eval and train head --good-share).
+#   ROWS (default "raw backbone full one-class"): which rows to measure; e.g. the label-scaling rows
+#   of MODEL_CARD.md are LABEL_COUNTS="1000 3000" ROWS=full.
 set -euo pipefail
 ROOT="${BEAND_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
 BIN="${BEAND_BIN:-$ROOT/.build/release}"
@@ -22,6 +26,12 @@ LABEL_COUNTS="${LABEL_COUNTS:-50 200 500}"
 FOLDS="${FOLDS:-5}"
 SEED="${SEED:-0}"
 HEAD_ARGS="${HEAD_ARGS:-}"
+SHARE=(--good-share "${GOOD_SHARE:-0.5}")
+ROWS=" ${ROWS:-raw backbone full one-class} "
+for row in $ROWS; do
+  case $row in raw|backbone|full|one-class) ;; *) echo "ROWS: unknown row '$row' (raw, backbone, full, one-class)" >&2; exit 2 ;; esac
+done
+wants() { [[ $ROWS == *" $1 "* ]]; }
 [ -d "$DATA" ] || { echo "skip: no photos at $DATA"; exit 77; }
 [ -f "$BACKBONE" ] || { echo "no backbone checkpoint at $BACKBONE: run Deploy/train-default.sh first" >&2; exit 1; }
 CROPS=(--preset mindforge --crop-cache "$WORK/crops.cache")
@@ -32,7 +42,7 @@ mkdir -p "$OUTDIR"
 if [ ! -d "$WORK/croptree" ]; then
   "$BIN/beanctl" train crops --tree "$DATA" "${CROPS[@]}" --out "$WORK/croptree" >&2
 fi
-EVAL=("$BIN/beanctl" eval --tree "$WORK/croptree" --folds "$FOLDS" --seed "$SEED" --preset mindforge --json --quiet)
+EVAL=("$BIN/beanctl" eval --tree "$WORK/croptree" --folds "$FOLDS" --seed "$SEED" --preset mindforge --json --quiet "${SHARE[@]}")
 backbone_onnx="$(dirname "$BACKBONE")/backbone.onnx"
 
 summary() {  # name json-files… → one table row: fold i's figures of file i (or one file's pooled figures)
@@ -62,19 +72,29 @@ PYEOF
 echo "| method | ROC AUC (fold min–max) | recall @1 % good rejected | @3 % (fold min–max) | @5 % | F1 (policy threshold) | macro F1 (eval: pooled; head per fold: mean of fold i) |"
 echo "|---|---|---|---|---|---|---|"
 for N in $LABEL_COUNTS; do
-  "${EVAL[@]}" --labels-per-fold "$N" --encoder raw >"$OUTDIR/raw-$N.json"
-  summary "raw pixels 16×16, $N labels" "$OUTDIR/raw-$N.json"
-  "${EVAL[@]}" --labels-per-fold "$N" --encoder "$backbone_onnx" >"$OUTDIR/backbone-$N.json"
-  summary "backbone without head, $N labels" "$OUTDIR/backbone-$N.json"
+  if wants raw; then
+    "${EVAL[@]}" --labels-per-fold "$N" --encoder raw >"$OUTDIR/raw-$N.json"
+    summary "raw pixels 16×16, $N labels" "$OUTDIR/raw-$N.json"
+  fi
+  if wants backbone; then
+    "${EVAL[@]}" --labels-per-fold "$N" --encoder "$backbone_onnx" >"$OUTDIR/backbone-$N.json"
+    summary "backbone without head, $N labels" "$OUTDIR/backbone-$N.json"
+  fi
+  wants full || wants one-class || continue
   files=(); oneclass=()
   for ((f = 0; f < FOLDS; f++)); do
     enc="$OUTDIR/encoder-$N-fold$f.onnx"
-    "$BIN/beanctl" train head --tree "$DATA" --labels "$N" --folds "$FOLDS" --fold "$f" --seed "$SEED" \
+    "$BIN/beanctl" train head --tree "$DATA" --labels "$N" --folds "$FOLDS" --fold "$f" --seed "$SEED" "${SHARE[@]}" \
       --backbone "$BACKBONE" "${CROPS[@]}" --out "$enc" $HEAD_ARGS >"$OUTDIR/head-$N-fold$f.txt" 2>"$OUTDIR/head-$N-fold$f.err"
-    "${EVAL[@]}" --labels-per-fold "$N" --encoder "$enc" >"$OUTDIR/full-$N-fold$f.json"
-    "${EVAL[@]}" --labels-per-fold "$N" --encoder "$enc" --one-class >"$OUTDIR/oneclass-$N-fold$f.json"
-    files+=("$OUTDIR/full-$N-fold$f.json"); oneclass+=("$OUTDIR/oneclass-$N-fold$f.json")
+    if wants full; then
+      "${EVAL[@]}" --labels-per-fold "$N" --encoder "$enc" >"$OUTDIR/full-$N-fold$f.json"
+      files+=("$OUTDIR/full-$N-fold$f.json")
+    fi
+    if wants one-class; then
+      "${EVAL[@]}" --labels-per-fold "$N" --encoder "$enc" --one-class >"$OUTDIR/oneclass-$N-fold$f.json"
+      oneclass+=("$OUTDIR/oneclass-$N-fold$f.json")
+    fi
   done
-  summary "full method (head per fold), $N labels" "${files[@]}"
-  summary "one-class (full method's encoder, good beans only), $N labels" "${oneclass[@]}"
+  if wants full; then summary "full method (head per fold), $N labels" "${files[@]}"; fi
+  if wants one-class; then summary "one-class (full method's encoder, good beans only), $N labels" "${oneclass[@]}"; fi
 done

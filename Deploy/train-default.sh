@@ -4,7 +4,9 @@
 # time of the whole procedure. MODEL_CARD.md describes the result.
 #   DATA   photos (default ../shared/data/mindforge)      WORK  scratch dir (default /tmp/beand-train-default)
 #   EPOCHS backbone epochs (default 12), STEPS_PER_EPOCH (default 0 = all crops), ZOOM view magnification
-#   (default 0.5)   LABELS labelled beans (default 200)
+#   (default 0.5)   LABELS labelled beans (default 200), GOOD_SHARE share of them that are good
+#   beans (default 0.5; "proportional" = every label in proportion, the recipe before 2026-11-23's
+#   seventh session)
 #   OUT    where encoder.onnx and store/ go (default Config/model)
 set -euo pipefail
 ROOT="${BEAND_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
@@ -17,6 +19,7 @@ EPOCHS="${EPOCHS:-12}"
 STEPS_PER_EPOCH="${STEPS_PER_EPOCH:-0}"
 ZOOM="${ZOOM:-0.5}"
 LABELS="${LABELS:-200}"
+GOOD_SHARE="${GOOD_SHARE:-0.5}"
 OUT="${OUT:-$ROOT/Config/model}"
 [ -d "$DATA" ] || { echo "no photos at $DATA (see ../shared/data/README.md)" >&2; exit 1; }
 [ -x "$BIN/beanctl" ] || { echo "$BIN/beanctl not built (swift build -c release --product beanctl)" >&2; exit 1; }
@@ -27,7 +30,7 @@ start=$(date +%s)
 "$BIN/beanctl" train backbone --crops "$DATA" "${CROPS[@]}" --out "$WORK/backbone" --epochs "$EPOCHS" \
   --max-steps-per-epoch "$STEPS_PER_EPOCH" --zoom "$ZOOM" --seed 1
 rm -rf "$OUT/store.new"
-"$BIN/beanctl" train head --tree "$DATA" --labels "$LABELS" --seed 0 --backbone "$WORK/backbone/backbone.ckpt" \
+"$BIN/beanctl" train head --tree "$DATA" --labels "$LABELS" --good-share "$GOOD_SHARE" --seed 0 --backbone "$WORK/backbone/backbone.ckpt" \
   "${CROPS[@]}" --out "$OUT/encoder.onnx" --store-out "$OUT/store.new"
 rm -rf "$OUT/store" && mv "$OUT/store.new" "$OUT/store"
 end=$(date +%s)

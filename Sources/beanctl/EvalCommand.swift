@@ -54,6 +54,9 @@ struct Eval: ParsableCommand {
     @Option(name: .customLong("labels-per-fold"), help: ArgumentHelp("Fold mode: labelled beans in each fold's store (default: all beans of the other folds).", valueName: "N"))
     var labelsPerFold: Int?
 
+    @Option(name: .customLong("good-share"), help: ArgumentHelp("Fold mode with --labels-per-fold: share (0…1) of each fold's labelled beans drawn from good beans (the policy's good labels), or 'proportional' (every label in proportion); as train head's --good-share. (default: 0.5)", valueName: "share"))
+    var goodShare: GoodShare?
+
     @Option(help: "Seed of the folds and the labelled subsets.")
     var seed: UInt64 = 0
 
@@ -102,6 +105,10 @@ struct Eval: ParsableCommand {
             if encoder != nil && model != nil { throw ValidationError("give one of --encoder and --model") }
         }
         if let labelsPerFold, labelsPerFold < 1 { throw ValidationError("--labels-per-fold must be at least 1, got \(labelsPerFold)") }
+        if let goodShare {
+            guard labelsPerFold != nil else { throw ValidationError("--good-share needs --labels-per-fold") }
+            try goodShare.validate()
+        }
         if let k, !(1...SearchLimits.maximumK).contains(k) { throw ValidationError("-k must be 1…\(SearchLimits.maximumK), got \(k)") }
         if !(1...SearchLimits.maximumK).contains(scoreK) { throw ValidationError("--score-k must be 1…\(SearchLimits.maximumK), got \(scoreK)") }
         if let limitBeans, limitBeans < 2 { throw ValidationError("--limit-beans must be at least 2, got \(limitBeans)") }
@@ -197,6 +204,7 @@ struct Eval: ParsableCommand {
             try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: scratch) }
             report.foldSettings = ["k": folds, "labels_per_fold": labelsPerFold.map { $0 as Any } ?? NSNull(),
+                                   "good_share": labelsPerFold == nil ? NSNull() : (goodShare ?? .default).jsonValue,
                                    "seed": seed,
                                    "store": oneClass ? "good beans only" : "labelled beans of all labels"]
             for fold in 0..<folds {
@@ -204,7 +212,8 @@ struct Eval: ParsableCommand {
                     !rowsOfBean[index].isEmpty && (!oneClass || goodLabels.contains(beans[index].label))
                 }
                 let chosen = labelsPerFold.map {
-                    BeanFolds.labelledSubset(of: candidates, beans: beans, count: $0, seed: seed &+ UInt64(fold))
+                    BeanFolds.labelledSubset(of: candidates, beans: beans, count: $0, seed: seed &+ UInt64(fold),
+                                             goodShare: (goodShare ?? .default).value, goodLabels: goodLabels)
                 } ?? candidates
                 var draft = GenerationDraft(dimension: cropEncoder.dimension, metric: .cosine,
                                             fingerprint: Array(cropEncoder.fingerprint.utf8))
@@ -224,7 +233,9 @@ struct Eval: ParsableCommand {
                 let test = foldPlan.test(fold: fold).filter { !rowsOfBean[$0].isEmpty }
                 let outcomes = try scorer.score(beans: test, rowsOfBean: rowsOfBean, labelled: beans,
                                                 store: generation, fold: fold)
-                report.addFold(fold, storeBeans: chosen.count, storeVectors: labels.count, outcomes: outcomes)
+                report.addFold(fold, storeBeans: chosen.count,
+                               storeGoodBeans: chosen.filter { goodLabels.contains(beans[$0].label) }.count,
+                               storeVectors: labels.count, outcomes: outcomes)
                 if !quiet && !json {
                     FileHandle.standardError.write(Data("fold \(fold + 1)/\(folds): \(chosen.count) beans (\(labels.count) vectors) in the store, \(test.count) beans tested\n".utf8))
                 }
@@ -237,7 +248,7 @@ struct Eval: ParsableCommand {
             report.storeInfo = ["path": storePath, "generation": generation.generation, "vectors": generation.count]
             let outcomes = try scorer.score(beans: evaluable, rowsOfBean: rowsOfBean, labelled: beans,
                                             store: generation, fold: nil)
-            report.addFold(nil, storeBeans: nil, storeVectors: generation.count, outcomes: outcomes)
+            report.addFold(nil, storeBeans: nil, storeGoodBeans: nil, storeVectors: generation.count, outcomes: outcomes)
         }
 
         let summary = report.summary()

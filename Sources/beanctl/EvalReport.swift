@@ -26,7 +26,8 @@ struct EvalReport {
         self.cropSize = cropSize
     }
 
-    mutating func addFold(_ fold: Int?, storeBeans: Int?, storeVectors: Int, outcomes new: [BeanOutcome]) {
+    mutating func addFold(_ fold: Int?, storeBeans: Int?, storeGoodBeans: Int?, storeVectors: Int,
+                          outcomes new: [BeanOutcome]) {
         outcomes += new
         guard let fold else { return }
         let figures = SorterFigures(new)
@@ -34,7 +35,8 @@ struct EvalReport {
         // the 11-class figures of exactly the beans each encoder never saw.
         let confusion = ConfusionMatrix(pairs: new.flatMap(\.sides))
         perFold.append([
-            "fold": fold, "store_beans": storeBeans ?? NSNull(), "store_vectors": storeVectors, "test_beans": new.count,
+            "fold": fold, "store_beans": storeBeans ?? NSNull(), "store_good_beans": storeGoodBeans ?? NSNull(),
+            "store_vectors": storeVectors, "test_beans": new.count,
             "roc_auc": json(figures.auc), "f1": json(figures.policy.f1),
             "recall_at_good_rejected": Dictionary(uniqueKeysWithValues: figures.atRate.map { ($0.key, json($0.recall)) }),
             "macro_f1": json(confusion.macroF1), "macro_f1_defect_labels": json(defectMacroF1(confusion)),

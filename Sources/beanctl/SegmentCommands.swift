@@ -102,6 +102,11 @@ struct Segment: ParsableCommand {
     @Option(name: .customLong("belt-window"), help: "Height of the virtual camera window for --belt-step, pixels.")
     var beltWindow: Int = 480
 
+    /// The good labels of a beand configuration's `[inspect]` table (what its policy accepts).
+    static func goodLabels(config path: String) throws -> Set<Label> {
+        Set(try ConfigLoader.load(path: path).inspect.goodLabels.map { Label($0) })
+    }
+
     /// What the daemon would use for `camera`: the config is validated exactly as `beand
     /// --check-config` does, so a bad file gets the same `PATH:LINE` message.
     static func cameraSettings(config path: String, camera name: String?) throws -> SegmenterSettings {

@@ -227,6 +227,8 @@ struct TrainHead: ParsableCommand {
 
     @Option(help: ArgumentHelp("Tree layout template.", valueName: "template")) var layout: String = TreeLayout.mindforge.template
     @Option(help: "Labelled beans to train on (at most).") var labels: Int
+    @Option(name: .customLong("good-share"), help: ArgumentHelp("Share (0…1) of the labelled beans drawn from good beans (the config's good labels with --config, else Normal), or 'proportional' (every label in proportion); as beanctl eval's --good-share. (default: 0.5)", valueName: "share"))
+    var goodShare: GoodShare?
     @Option(help: ArgumentHelp("Backbone checkpoint of beanctl train backbone.", valueName: "ckpt")) var backbone: String
     @Option(help: ArgumentHelp("Where to write the ONNX encoder.", valueName: "file")) var out: String
     @Option(help: "Folds of the tree (with --fold).") var folds: Int = 5
@@ -256,6 +258,7 @@ struct TrainHead: ParsableCommand {
 
     func run() throws {
         guard labels >= 1 else { throw ValidationError("--labels must be at least 1, got \(labels)") }
+        try goodShare?.validate()
         if let fold, !(0..<folds).contains(fold) { throw ValidationError("--fold must be 0…\(folds - 1), got \(fold)") }
         let layout = try TreeLayout(template: self.layout)
         let labelled = try LabelledTree(root: tree, layout: layout)
@@ -278,8 +281,11 @@ struct TrainHead: ParsableCommand {
         let loaded = try source.load(poolPaths, what: "labelled photos")
         let rowOfPath = Dictionary(uniqueKeysWithValues: loaded.paths.enumerated().map { ($1, $0) })
         let candidates = pool.filter { b in labelled.beans[b].usablePhotos.contains { rowOfPath[$0.path] != nil } }
+        // Good labels as eval's policy has them: the config's, else Normal.
+        let goodLabels: Set<Label> = try source.config.map { try Segment.goodLabels(config: $0) } ?? [.normal]
         let chosen = BeanFolds.labelledSubset(of: candidates, beans: labelled.beans, count: labels,
-                                              seed: seed &+ UInt64(fold ?? 0))
+                                              seed: seed &+ UInt64(fold ?? 0), goodShare: (goodShare ?? .default).value,
+                                              goodLabels: goodLabels)
 
         let classNames = labelled.labels.map(\.name)
         var rows: [Int] = [], photoLabels: [Int] = [], photoBeans: [Int] = []
@@ -297,7 +303,7 @@ struct TrainHead: ParsableCommand {
         let labelledPaths = rows.map { loaded.paths[$0] }
         let data = try LabelledCrops(images: images, labels: photoLabels, beans: photoBeans, classNames: classNames)
         let perClass = Dictionary(grouping: data.labels, by: { $0 }).map { "\(classNames[$0.key]) \($0.value.count)" }.sorted()
-        stderrLine("head: \(chosen.count) labelled beans, \(data.labels.count) usable photos (\(perClass.joined(separator: ", ")))")
+        stderrLine("head: \(chosen.count) labelled beans, \(data.labels.count) usable photos (\(perClass.joined(separator: ", "))); good share \(goodShare ?? .default)")
 
         setBLASThreads(source.threads)
         var options = HeadOptions(kind: head)

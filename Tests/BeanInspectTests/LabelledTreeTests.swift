@@ -97,6 +97,41 @@ import Testing
         #expect(BeanFolds.labelledSubset(of: all, beans: beans, count: 50, seed: 1) == subset)
         #expect(BeanFolds.labelledSubset(of: all, beans: beans, count: 9999, seed: 1) == all)
     }
+
+    @Test func labelledSubsetTakesTheGoodShareAndFillsFromTheOtherPart() throws {
+        let beans = syntheticBeans(["Normal": 60, "Black": 30, "Broken": 210, "Sour": 100])
+        let all = Array(beans.indices)
+        func goodCount(_ subset: [Int], _ good: Set<Label> = [.normal]) -> Int {
+            subset.filter { good.contains(beans[$0].label) }.count
+        }
+        let proportional = BeanFolds.labelledSubset(of: all, beans: beans, count: 100, seed: 3)
+        #expect(goodCount(proportional) == 15)
+        #expect(BeanFolds.labelledSubset(of: all, beans: beans, count: 100, seed: 3, goodShare: nil) == proportional)
+
+        let half = BeanFolds.labelledSubset(of: all, beans: beans, count: 100, seed: 3, goodShare: 0.5)
+        #expect(half.count == 100 && Set(half).count == 100)
+        #expect(goodCount(half) == 50)
+        // The defect part stays stratified: Broken : Sour : Black ≈ 210 : 100 : 30.
+        let defects = Dictionary(grouping: half.filter { beans[$0].label != .normal }, by: { beans[$0].label.name })
+            .mapValues(\.count)
+        #expect(abs(defects["Broken", default: 0] - 31) <= 1)
+        #expect(abs(defects["Black", default: 0] - 4) <= 1)
+        #expect(BeanFolds.labelledSubset(of: all, beans: beans, count: 100, seed: 3, goodShare: 0.5) == half)
+        #expect(BeanFolds.labelledSubset(of: all, beans: beans, count: 100, seed: 4, goodShare: 0.5) != half)
+
+        // Too few good beans: all 60 of them, the rest from the others; and the other way round.
+        let most = BeanFolds.labelledSubset(of: all, beans: beans, count: 100, seed: 3, goodShare: 0.9)
+        #expect(most.count == 100 && goodCount(most) == 60)
+        let fewDefects = Array(all.filter { beans[$0].label == .normal } + all.filter { beans[$0].label != .normal }.prefix(10))
+        let filled = BeanFolds.labelledSubset(of: fewDefects, beans: beans, count: 50, seed: 3, goodShare: 0.2)
+        #expect(filled.count == 50 && goodCount(filled) == 40)
+        #expect(goodCount(BeanFolds.labelledSubset(of: all, beans: beans, count: 100, seed: 3, goodShare: 0)) == 0)
+
+        // Good labels other than Normal.
+        let sourGood = BeanFolds.labelledSubset(of: all, beans: beans, count: 100, seed: 3, goodShare: 0.5,
+                                                goodLabels: [Label("Sour")])
+        #expect(goodCount(sourGood, [Label("Sour")]) == 50)
+    }
 }
 
 /// The real Mindforge tree beside the project (skipped when absent): bean counts as its README

@@ -117,6 +117,16 @@ $T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 16 --backbone "$WOR
 $T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 16 --backbone "$WORK/straight/backbone.ckpt" \
   --out "$WORK/pooled.onnx" --pool-input --steps 20 --threads 1 >"$WORK/pooled.out" 2>"$WORK/pooled.err" \
   || { cat "$WORK/pooled.err"; fail "train head --pool-input exited non-zero"; }
+# --good-share draws that share of the labelled beans from good beans; out of range is refused.
+$T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --good-share 0.75 --backbone "$WORK/straight/backbone.ckpt" \
+  --out "$WORK/share.onnx" --steps 5 --threads 1 >"$WORK/share.out" 2>"$WORK/share.err" \
+  || { cat "$WORK/share.err"; fail "train head --good-share exited non-zero"; }
+grep -q "^head: 8 labelled beans, 8 usable photos (Black 2, Normal 6); good share 0.75" "$WORK/share.err" \
+  || { cat "$WORK/share.err"; fail "--good-share 0.75 of 8 beans did not give 6 good beans"; }
+out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --good-share 2 --backbone "$WORK/straight/backbone.ckpt" \
+  --out "$WORK/bad.onnx" 2>&1); rc=$?
+[ $rc -ne 0 ] && echo "$out" | grep -q "good-share must be a share from 0 to 1 or 'proportional', got 2.0" || fail "--good-share 2: rc $rc, '$out'"
+echo "ok: --good-share 0.75 gives 6 good of 8 labelled beans; --good-share 2 refused"
 for m in tuned mlp pooled; do
   "$BIN/beanctl" model run "$WORK/$m.onnx" --input "$WORK/x.npy" --output "$WORK/$m.y.npy" >/dev/null || fail "beand's runtime cannot run $m.onnx"
 done

@@ -3,7 +3,8 @@
 # mode with the raw-pixel encoder on a seeded subset, vote and one-class; the JSON figures are
 # recomputed with numpy from the per-bean scores (ROC AUC, defect recall at 1/3/5 % good rejected,
 # F1 of the verdicts, per-fold AUC) and from the confusion matrix (per-class F1, macro F1); the
-# PNG plots are decoded. Bad options fail with a message.
+# PNG plots are decoded; --good-share puts that share of good beans in each fold's store. Bad
+# options fail with a message.
 set -uo pipefail
 ROOT="${BEAND_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
 BIN="${BEAND_BIN:-$ROOT/.build/debug}"
@@ -24,6 +25,10 @@ check "eval (vote, folds) exits 0" '[ $? -eq 0 ] || { cat "$tmp/err"; false; }'
 "$CTL" eval "${common[@]}" --one-class --scores "$tmp/oc.csv" >"$tmp/oc.json" 2>"$tmp/err"
 check "eval (one-class, folds, from the cache) exits 0" '[ $? -eq 0 ] || { cat "$tmp/err"; false; }'
 check "cache written beside its description" '[ -s "$tmp/cache.npy" ] && [ -s "$tmp/cache.npy.json" ]'
+"$CTL" eval "${common[@]}" --good-share 0.3 >"$tmp/share.json" 2>"$tmp/err"
+check "eval --good-share 0.3 exits 0" '[ $? -eq 0 ] || { cat "$tmp/err"; false; }'
+"$CTL" eval "${common[@]}" --good-share proportional >"$tmp/prop.json" 2>"$tmp/err"
+check "eval --good-share proportional exits 0" '[ $? -eq 0 ] || { cat "$tmp/err"; false; }'
 
 "$PY" - "$tmp" <<'PY'
 import json, sys, zlib, struct, csv
@@ -106,6 +111,20 @@ for name in ("vote", "oc"):
     print(f"{name}: beans {len(rows)}, auc {report['roc_auc']:.3f}, recall@3% {report['recall_at_good_rejected']['0.03']:.3f}, macro F1 {report['macro_f1']:.3f}")
 
 oc = json.load(open(f"{d}/oc.json"))
+# --good-share: each fold's store holds 100 beans, 30 of them good with 0.3, half of them by
+# default (all the good beans of the training folds when fewer), good beans in proportion (about
+# a fifth of these beans) with 'proportional'; the folds are the same either way.
+share, vote, prop = (json.load(open(f"{d}/{n}.json")) for n in ("share", "vote", "prop"))
+if (share["folds"]["good_share"], vote["folds"]["good_share"], prop["folds"]["good_share"]) != (0.3, 0.5, "proportional"):
+    bad.append("folds.good_share")
+vote_rows = list(csv.DictReader(open(f"{d}/vote.csv")))
+for h, v, p in zip(share["folds"]["per_fold"], vote["folds"]["per_fold"], prop["folds"]["per_fold"]):
+    if (h["store_beans"], h["store_good_beans"]) != (100, 30): bad.append(f"good share: fold {h['fold']} store {h['store_beans']}/{h['store_good_beans']}")
+    good_outside = sum(1 for r in vote_rows if r["defect"] == "0" and int(r["fold"]) != v["fold"])
+    if (v["store_beans"], v["store_good_beans"]) != (100, min(50, good_outside)):
+        bad.append(f"default share: fold {v['fold']} store {v['store_beans']}/{v['store_good_beans']}, {good_outside} good beans outside")
+    if not 10 <= p["store_good_beans"] <= 35: bad.append(f"proportional: fold {p['fold']} has {p['store_good_beans']} good beans")
+    if h["test_beans"] != v["test_beans"]: bad.append(f"fold {h['fold']}: test beans differ with --good-share")
 if oc["policy"]["mode"] != "one-class" or oc["folds"]["store"] != "good beans only": bad.append("one-class run settings")
 
 def png_size_and_spread(path):
@@ -143,4 +162,8 @@ check "missing tree named" '[ $? -ne 0 ] && grep -q "$tmp/missing: not a directo
 check "missing encoder file named" '[ $? -ne 0 ] && grep -q "nothing.onnx" "$tmp/err"'
 "$CTL" eval --tree "$DATA" --folds 5 --encoder raw --store "$tmp" >/dev/null 2>"$tmp/err"
 check "--store with --folds refused" '[ $? -ne 0 ] && grep -q "fixed mode" "$tmp/err"'
+"$CTL" eval --tree "$DATA" --folds 5 --labels-per-fold 50 --good-share 1.5 --encoder raw >/dev/null 2>"$tmp/err"
+check "--good-share 1.5 refused" '[ $? -ne 0 ] && grep -q "good-share must be a share from 0 to 1 or .proportional., got 1.5" "$tmp/err"'
+"$CTL" eval --tree "$DATA" --folds 5 --good-share 0.5 --encoder raw >/dev/null 2>"$tmp/err"
+check "--good-share without --labels-per-fold refused" '[ $? -ne 0 ] && grep -q "needs --labels-per-fold" "$tmp/err"'
 exit $fail

@@ -12,8 +12,11 @@
 #   LABEL_COUNTS (default "50 200 500")   FOLDS (default 5)   SEED (default 0)
 #   GOOD_SHARE (default 0.5, as Deploy/train-default.sh; or "proportional"): share of good beans
 #   among each fold's labelled beans, for every row (eval and train head --good-share).
-#   ROWS (default "raw backbone full one-class"): which rows to measure; e.g. the label-scaling rows
-#   of MODEL_CARD.md are LABEL_COUNTS="1000 3000" ROWS=full.
+#   ROWS (default "raw backbone full one-class"): which rows to measure; e.g. MODEL_CARD.md's
+#   label-scaling rows are LABEL_COUNTS="1000 3000" ROWS=full (with GOOD_SHARE=proportional for
+#   its "How far labels take this trunk" table).
+# Below the table: for the full method, the daemon's default policy's defect recall and share of
+# good beans rejected (fold i's beans in eval's --scores CSV of encoder i, mean over folds).
 set -euo pipefail
 ROOT="${BEAND_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
 BIN="${BEAND_BIN:-$ROOT/.build/release}"
@@ -69,6 +72,22 @@ print(f"| {name} | {pooled[0]:.3f} ({lo(0):.3f}–{hi(0):.3f}) | {pooled[1]*100:
 PYEOF
 }
 
+policy_figures() {  # labels csv-files… → one line: the policy's defect recall and good beans rejected
+  "$PY" - "$@" <<'PYEOF'
+import csv, sys
+n, files = sys.argv[1], sys.argv[2:]
+recall, good = [], []
+for fold, path in enumerate(files):
+    rows = [r for r in csv.DictReader(open(path)) if int(r["fold"]) == fold]
+    defect = [r["rejected"] == "1" for r in rows if r["defect"] == "1"]
+    sound = [r["rejected"] == "1" for r in rows if r["defect"] == "0"]
+    recall.append(sum(defect) / len(defect)); good.append(sum(sound) / len(sound))
+print(f"full method, {n} labels, the daemon's policy: defect recall {100 * sum(recall) / len(recall):.0f} %, "
+      f"good beans rejected {100 * sum(good) / len(good):.0f} % (mean over folds)")
+PYEOF
+}
+policy_lines=()
+
 echo "| method | ROC AUC (fold min–max) | recall @1 % good rejected | @3 % (fold min–max) | @5 % | F1 (policy threshold) | macro F1 (eval: pooled; head per fold: mean of fold i) |"
 echo "|---|---|---|---|---|---|---|"
 for N in $LABEL_COUNTS; do
@@ -81,14 +100,14 @@ for N in $LABEL_COUNTS; do
     summary "backbone without head, $N labels" "$OUTDIR/backbone-$N.json"
   fi
   wants full || wants one-class || continue
-  files=(); oneclass=()
+  files=(); oneclass=(); csvs=()
   for ((f = 0; f < FOLDS; f++)); do
     enc="$OUTDIR/encoder-$N-fold$f.onnx"
     "$BIN/beanctl" train head --tree "$DATA" --labels "$N" --folds "$FOLDS" --fold "$f" --seed "$SEED" "${SHARE[@]}" \
       --backbone "$BACKBONE" "${CROPS[@]}" --out "$enc" $HEAD_ARGS >"$OUTDIR/head-$N-fold$f.txt" 2>"$OUTDIR/head-$N-fold$f.err"
     if wants full; then
-      "${EVAL[@]}" --labels-per-fold "$N" --encoder "$enc" >"$OUTDIR/full-$N-fold$f.json"
-      files+=("$OUTDIR/full-$N-fold$f.json")
+      "${EVAL[@]}" --labels-per-fold "$N" --encoder "$enc" --scores "$OUTDIR/full-$N-fold$f.csv" >"$OUTDIR/full-$N-fold$f.json"
+      files+=("$OUTDIR/full-$N-fold$f.json"); csvs+=("$OUTDIR/full-$N-fold$f.csv")
     fi
     if wants one-class; then
       "${EVAL[@]}" --labels-per-fold "$N" --encoder "$enc" --one-class >"$OUTDIR/oneclass-$N-fold$f.json"
@@ -97,4 +116,8 @@ for N in $LABEL_COUNTS; do
   done
   if wants full; then summary "full method (head per fold), $N labels" "${files[@]}"; fi
   if wants one-class; then summary "one-class (full method's encoder, good beans only), $N labels" "${oneclass[@]}"; fi
+  if wants full; then policy_lines+=("$(policy_figures "$N" "${csvs[@]}")"); fi
 done
+# What the daemon itself would do with the full method: its default policy's verdicts (eval's
+# --scores CSV, fold i's beans with encoder i), as defect recall and share of good beans rejected.
+for line in "${policy_lines[@]}"; do echo "$line"; done

@@ -56,6 +56,8 @@ struct Eval: ParsableCommand {
 
     @Option(name: .customLong("good-share"), help: ArgumentHelp("Fold mode with --labels-per-fold: share (0…1) of each fold's labelled beans drawn from good beans (the policy's good labels), or 'proportional' (every label in proportion); as train head's --good-share. (default: 0.5)", valueName: "share"))
     var goodShare: GoodShare?
+    /// The share in force: the option, else `GoodShare.default`.
+    private var share: GoodShare { goodShare ?? .default }
 
     @Option(help: "Seed of the folds and the labelled subsets.")
     var seed: UInt64 = 0
@@ -204,7 +206,7 @@ struct Eval: ParsableCommand {
             try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: scratch) }
             report.foldSettings = ["k": folds, "labels_per_fold": labelsPerFold.map { $0 as Any } ?? NSNull(),
-                                   "good_share": labelsPerFold == nil ? NSNull() : (goodShare ?? .default).jsonValue,
+                                   "good_share": labelsPerFold == nil ? NSNull() : share.jsonValue,
                                    "seed": seed,
                                    "store": oneClass ? "good beans only" : "labelled beans of all labels"]
             for fold in 0..<folds {
@@ -213,7 +215,7 @@ struct Eval: ParsableCommand {
                 }
                 let chosen = labelsPerFold.map {
                     BeanFolds.labelledSubset(of: candidates, beans: beans, count: $0, seed: seed &+ UInt64(fold),
-                                             goodShare: (goodShare ?? .default).value, goodLabels: goodLabels)
+                                             goodShare: share.value, goodLabels: goodLabels)
                 } ?? candidates
                 var draft = GenerationDraft(dimension: cropEncoder.dimension, metric: .cosine,
                                             fingerprint: Array(cropEncoder.fingerprint.utf8))

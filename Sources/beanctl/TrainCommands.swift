@@ -229,6 +229,8 @@ struct TrainHead: ParsableCommand {
     @Option(help: "Labelled beans to train on (at most).") var labels: Int
     @Option(name: .customLong("good-share"), help: ArgumentHelp("Share (0…1) of the labelled beans drawn from good beans (the config's good labels with --config, else Normal), or 'proportional' (every label in proportion); as beanctl eval's --good-share. (default: 0.5)", valueName: "share"))
     var goodShare: GoodShare?
+    /// The share in force: the option, else `GoodShare.default`.
+    private var share: GoodShare { goodShare ?? .default }
     @Option(help: ArgumentHelp("Backbone checkpoint of beanctl train backbone.", valueName: "ckpt")) var backbone: String
     @Option(help: ArgumentHelp("Where to write the ONNX encoder.", valueName: "file")) var out: String
     @Option(help: "Folds of the tree (with --fold).") var folds: Int = 5
@@ -284,7 +286,7 @@ struct TrainHead: ParsableCommand {
         // Good labels as eval's policy has them: the config's, else Normal.
         let goodLabels: Set<Label> = try source.config.map { try Segment.goodLabels(config: $0) } ?? [.normal]
         let chosen = BeanFolds.labelledSubset(of: candidates, beans: labelled.beans, count: labels,
-                                              seed: seed &+ UInt64(fold ?? 0), goodShare: (goodShare ?? .default).value,
+                                              seed: seed &+ UInt64(fold ?? 0), goodShare: share.value,
                                               goodLabels: goodLabels)
 
         let classNames = labelled.labels.map(\.name)
@@ -303,7 +305,7 @@ struct TrainHead: ParsableCommand {
         let labelledPaths = rows.map { loaded.paths[$0] }
         let data = try LabelledCrops(images: images, labels: photoLabels, beans: photoBeans, classNames: classNames)
         let perClass = Dictionary(grouping: data.labels, by: { $0 }).map { "\(classNames[$0.key]) \($0.value.count)" }.sorted()
-        stderrLine("head: \(chosen.count) labelled beans, \(data.labels.count) usable photos (\(perClass.joined(separator: ", "))); good share \(goodShare ?? .default)")
+        stderrLine("head: \(chosen.count) labelled beans, \(data.labels.count) usable photos (\(perClass.joined(separator: ", "))); good share \(share)")
 
         setBLASThreads(source.threads)
         var options = HeadOptions(kind: head)

@@ -164,6 +164,8 @@ check "missing encoder file named" '[ $? -ne 0 ] && grep -q "nothing.onnx" "$tmp
 check "--store with --folds refused" '[ $? -ne 0 ] && grep -q "fixed mode" "$tmp/err"'
 "$CTL" eval --tree "$DATA" --folds 5 --labels-per-fold 50 --good-share 1.5 --encoder raw >/dev/null 2>"$tmp/err"
 check "--good-share 1.5 refused" '[ $? -ne 0 ] && grep -q "good-share must be a share from 0 to 1 or .proportional., got 1.5" "$tmp/err"'
+"$CTL" eval --tree "$DATA" --folds 5 --labels-per-fold 50 --good-share half --encoder raw >/dev/null 2>"$tmp/err"
+check "--good-share half refused naming the option" '[ $? -ne 0 ] && grep -q "value .half. is invalid for .--good-share" "$tmp/err"'
 "$CTL" eval --tree "$DATA" --folds 5 --good-share 0.5 --encoder raw >/dev/null 2>"$tmp/err"
 check "--good-share without --labels-per-fold refused" '[ $? -ne 0 ] && grep -q "needs --labels-per-fold" "$tmp/err"'
 exit $fail

@@ -10,7 +10,7 @@ extension Planner {
         case "Add", "Sub", "Mul", "Div": try lowerBinary(node)
         case "MaxPool", "AveragePool": try lowerPool(node)
         case "GlobalAveragePool": try lowerGlobalAverage(node)
-        case "ReduceMean", "ReduceSum", "ReduceL2": try lowerReduce(node)
+        case "ReduceMean", "ReduceSum", "ReduceL2", "ReduceMax", "ReduceMin": try lowerReduce(node)
         case "LpNormalization": try lowerLpNorm(node)
         case "Flatten", "Reshape", "Squeeze", "Unsqueeze": try lowerReshape(node)
         case "Identity", "Dropout", "Cast":
@@ -436,7 +436,14 @@ extension Planner {
         guard let (outer, mid, inner) = Planner.contiguousRun(x, axes: set) else {
             throw node.error(.unsupported, "reduction over axes \(reduced.sorted()) of shape \(x.shape) (non-adjacent axes)", attribute: "axes")
         }
-        let kind: ReduceStep.Kind = node.op == "ReduceMean" ? .mean : node.op == "ReduceSum" ? .sum : .l2
+        let kind: ReduceStep.Kind
+        switch node.op {
+        case "ReduceMean": kind = .mean
+        case "ReduceSum": kind = .sum
+        case "ReduceMax": kind = .max
+        case "ReduceMin": kind = .min
+        default: kind = .l2
+        }
         use(x.storage)
         let o = newStorage(outer * inner)
         steps.append(.reduce(ReduceStep(kind: kind, input: x.storage, output: o, outer: outer, mid: mid, inner: inner)))

@@ -56,7 +56,7 @@ struct PoolStep: Sendable {
 
 /// Reduction over the middle of an [outer, mid, inner] view of a contiguous tensor.
 struct ReduceStep: Sendable {
-    enum Kind: Sendable { case mean, sum, l2, normalizeL2, normalizeL1 }
+    enum Kind: Sendable { case mean, sum, l2, max, min, normalizeL2, normalizeL1 }
     var kind: Kind
     var input: Int
     var output: Int
@@ -381,6 +381,24 @@ struct ExecutionPlan: Sendable {
         }
     }
 
+    /// Largest (or smallest) of `count` ≥ 1 contiguous floats, eight lanes at a time (a compare
+    /// and select per lane, which the compiler turns into vector max/min; the generic
+    /// `pointwiseMax` was left as a call per eight values).
+    @inline(__always)
+    static func extreme(_ p: UnsafePointer<Float>, count: Int, largest: Bool) -> Float {
+        var lanes = SIMD8<Float>(repeating: p[0])
+        let raw = UnsafeRawPointer(p)
+        var i = 0
+        while i + 8 <= count {
+            let v = raw.loadUnaligned(fromByteOffset: i * MemoryLayout<Float>.stride, as: SIMD8<Float>.self)
+            lanes.replace(with: v, where: largest ? v .> lanes : v .< lanes)
+            i += 8
+        }
+        var result = largest ? lanes.max() : lanes.min()
+        while i < count { result = largest ? Swift.max(result, p[i]) : Swift.min(result, p[i]); i += 1 }
+        return result
+    }
+
     static func reduce(_ s: ReduceStep, x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>) {
         for o in 0..<s.outer {
             let src = x + o * s.mid * s.inner
@@ -413,6 +431,24 @@ struct ExecutionPlan: Sendable {
                         for i in 0..<s.inner { dst[i] += row[i] * row[i] }
                     }
                     for i in 0..<s.inner { dst[i] = dst[i].squareRoot() }
+                }
+            case .max, .min:
+                let dst = y + o * s.inner
+                let isMax = s.kind == .max
+                if s.inner == 1 {
+                    // A contiguous run (the patch-novelty bank's channels of one position): eight
+                    // lanes at a time; the scalar loop made this as slow as the convolution feeding it.
+                    dst[0] = extreme(src, count: s.mid, largest: isMax)
+                } else {
+                    dst.update(from: src, count: s.inner)
+                    for r in 1..<Swift.max(s.mid, 1) {
+                        let row = src + r * s.inner
+                        if isMax {
+                            for i in 0..<s.inner { dst[i] = Swift.max(dst[i], row[i]) }
+                        } else {
+                            for i in 0..<s.inner { dst[i] = Swift.min(dst[i], row[i]) }
+                        }
+                    }
                 }
             case .normalizeL2, .normalizeL1:
                 let dst = y + o * s.mid * s.inner

@@ -38,6 +38,8 @@ enum OperatorTable {
         "ReduceMean": ["axes", "keepdims", "noop_with_empty_axes"],
         "ReduceSum": ["axes", "keepdims", "noop_with_empty_axes"],
         "ReduceL2": ["axes", "keepdims", "noop_with_empty_axes"],
+        "ReduceMax": ["axes", "keepdims", "noop_with_empty_axes"],
+        "ReduceMin": ["axes", "keepdims", "noop_with_empty_axes"],
         "LpNormalization": ["axis", "p"],
         "Flatten": ["axis"], "Reshape": ["allowzero"], "Identity": [], "Dropout": ["seed"], "Cast": ["to", "saturate"],
         "Squeeze": ["axes"], "Unsqueeze": ["axes"],

@@ -247,6 +247,10 @@ struct TrainHead: ParsableCommand {
     var fineTuneSteps: Int = HeadOptions().fineTuneSteps
     @Option(name: .customLong("fine-tune-lr"), help: "multi-scale: Adam learning rate of the fine-tuning steps.")
     var fineTuneLearningRate: Float = HeadOptions().fineTuneLearningRate
+    @Option(name: .customLong("patch-novelty"), help: ArgumentHelp("multi-scale: add the patch-novelty coordinate (how far the crop's most unusual spot is from the labelled good beans' patches) with a bank of this many patches, e.g. 500 (0 = none).", valueName: "patches"))
+    var noveltyBank: Int = HeadOptions().noveltyBank
+    @Option(name: .customLong("novelty-weight"), help: "multi-scale: weight of the standardised patch novelty beside the head's unit-length embedding.")
+    var noveltyWeight: Float = HeadOptions().noveltyWeight
     @Option(help: "Triplet margin (mlp).") var margin: Float = HeadOptions(kind: .mlp).margin
     @Option(name: .customLong("classification-weight"), help: "mlp: weight of the auxiliary cross-entropy on a linear classifier over the embedding (0 = triplet loss alone).")
     var classificationWeight: Float = HeadOptions(kind: .mlp).classificationWeight
@@ -316,6 +320,9 @@ struct TrainHead: ParsableCommand {
         options.fineTuneSteps = fineTuneSteps
         options.fineTuneLearningRate = fineTuneLearningRate
         options.poolsInput = poolInput
+        if head == .mlp && noveltyBank > 0 { throw ValidationError("--patch-novelty applies to --head multi-scale") }
+        options.noveltyBank = noveltyBank
+        options.noveltyWeight = noveltyWeight
         if head == .mlp && poolInput { throw ValidationError("--pool-input applies to --head multi-scale (the mlp head pools the last stage only)") }
         if head == .mlp && fineTuneSteps > 0 { throw ValidationError("--fine-tune-steps applies to --head multi-scale (for mlp: --fine-tune-trunk)") }
         if freezeTrunk && fineTuneTrunk { throw ValidationError("--freeze-trunk and --fine-tune-trunk exclude each other") }
@@ -347,6 +354,14 @@ struct TrainHead: ParsableCommand {
             }
         }
 
+        if options.noveltyBank > 0 {
+            let goodClasses = Set(classNames.indices.filter { goodLabels.contains(Label(classNames[$0])) })
+            try trainer.fitNovelty(goodClasses: goodClasses)
+            if let novelty = trainer.novelty {
+                print(String(format: "patch novelty: bank of %d patches from %d good photos, novelty mean %.3f, deviation %.3f, weight %.2f",
+                             novelty.bankCount, data.labels.filter { goodClasses.contains($0) }.count, novelty.mean, novelty.deviation, novelty.weight))
+            }
+        }
         let onnx = try ONNXExport.encoder(trainer.encoder, inputShape: [3, images.size, images.size], producer: "beanctl train head")
         try writeAtomically(onnx, to: out)
         let encoder = try EncoderModel.load(path: out)

@@ -127,6 +127,38 @@ out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --good-shar
   --out "$WORK/bad.onnx" 2>&1); rc=$?
 [ $rc -ne 0 ] && echo "$out" | grep -q "good-share must be a share from 0 to 1 or 'proportional', got 2.0" || fail "--good-share 2: rc $rc, '$out'"
 echo "ok: --good-share 0.75 gives 6 good of 8 labelled beans; --good-share 2 refused"
+# The patch-novelty coordinate (--patch-novelty): the encoder stays 128-d, holds the novelty
+# nodes, and onnxruntime runs it with the runtime's outputs; the default head has no such nodes.
+# With no good bean among the labelled ones it cannot be fitted, and the error says how to turn it
+# off; the mlp head refuses it.
+$T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 16 --patch-novelty 50 --backbone "$WORK/straight/backbone.ckpt" \
+  --out "$WORK/novelty.onnx" --steps 5 --threads 1 >"$WORK/novelty.out" 2>"$WORK/novelty.err" \
+  || { cat "$WORK/novelty.err"; fail "train head --patch-novelty 50 exited non-zero"; }
+grep -Eq "^patch novelty: bank of 50 patches from [0-9]+ good photos" "$WORK/novelty.out" || { cat "$WORK/novelty.out"; fail "no patch-novelty summary"; }
+"$BIN/beanctl" model run "$WORK/novelty.onnx" --input "$WORK/x.npy" --output "$WORK/novelty.y.npy" >/dev/null || fail "beand's runtime cannot run novelty.onnx"
+"$PY" - "$WORK" <<'EOF' || fail "patch-novelty encoder"
+import sys
+import numpy as np, onnx, onnxruntime as ort
+w = sys.argv[1]
+ops = [n.op_type for n in onnx.load(f"{w}/novelty.onnx").graph.node]
+assert ops.count("ReduceMax") == 2, "the patch-novelty nodes (ReduceMax over the bank, then the positions) are missing"
+assert "ReduceMax" not in [n.op_type for n in onnx.load(f"{w}/encoder.onnx").graph.node], "the default head has novelty nodes"
+x = np.load(f"{w}/x.npy"); ours = np.load(f"{w}/novelty.y.npy")
+s = ort.InferenceSession(f"{w}/novelty.onnx", providers=["CPUExecutionProvider"])
+ref = s.run(None, {s.get_inputs()[0].name: x})[0]
+err = np.abs(ref - ours).max()
+assert ref.shape == (5, 128) and err <= 1e-4, (ref.shape, err)
+print(f"ok: patch-novelty encoder {ref.shape[1]}-d, runtime vs onnxruntime max abs error {err:.2e}")
+EOF
+out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --good-share 0 --patch-novelty 50 --backbone "$WORK/straight/backbone.ckpt" \
+  --out "$WORK/nogood.onnx" --steps 5 --threads 1 2>&1); rc=$?
+[ $rc -ne 0 ] && echo "$out" | grep -q "patch novelty needs labelled good beans: none among the .* (--patch-novelty 0 turns it off)" \
+  || fail "no good beans with the novelty coordinate: rc $rc, '$out'"
+[ -e "$WORK/nogood.onnx" ] && fail "a refused head run still wrote its encoder"
+out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --head mlp --patch-novelty 10 --backbone "$WORK/straight/backbone.ckpt" \
+  --out "$WORK/bad.onnx" 2>&1); rc=$?
+[ $rc -ne 0 ] && echo "$out" | grep -q "patch-novelty applies to --head multi-scale" || fail "--head mlp --patch-novelty: rc $rc, '$out'"
+echo "ok: no good beans or the mlp head refused with --patch-novelty"
 for m in tuned mlp pooled; do
   "$BIN/beanctl" model run "$WORK/$m.onnx" --input "$WORK/x.npy" --output "$WORK/$m.y.npy" >/dev/null || fail "beand's runtime cannot run $m.onnx"
 done

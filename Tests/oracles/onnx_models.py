@@ -266,6 +266,10 @@ def op_cases():
     single("reducemean_attr_op13", lambda b, x: b.node("ReduceMean", [x], axes=[2, 3], keepdims=1), opset=13)
     single("reducemean_channel", lambda b, x: b.node("ReduceMean", [x], axes=[1], keepdims=1), opset=13)
     single("reducesum_hw", lambda b, x: b.node("ReduceSum", [x, b.const(np.array([2, 3], np.int64))], keepdims=0))
+    single("reducemax_channel", lambda b, x: b.node("ReduceMax", [b.conv(x, C, 6, 3, 1, 1)], axes=[1], keepdims=1))
+    single("reducemax_hw_nokeep", lambda b, x: b.node("ReduceMax", [x], axes=[2, 3], keepdims=0))
+    single("reducemin_hw_keep", lambda b, x: b.node("ReduceMin", [x], axes=[-2, -1], keepdims=1))
+    single("reducemax_hw_op18", lambda b, x: b.node("ReduceMax", [x, b.const(np.array([2, 3], np.int64))], keepdims=0), opset=18)
     # Shapes
     single("flatten_axis1", lambda b, x: b.node("Flatten", [b.conv(x, C, 4, 3, 1, 1)], axis=1))
     single("reshape_const", lambda b, x: b.node("Reshape", [b.conv(x, C, 4, 3, 1, 1), b.const(np.array([0, -1], np.int64))]))

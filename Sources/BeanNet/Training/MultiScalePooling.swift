@@ -42,17 +42,28 @@ public final class MultiScalePooling: Layer {
     /// Output width for tapped layers of `channels` channels each.
     public static func featureCount(channels: [Int]) -> Int { 2 * channels.reduce(0, +) }
 
-    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+    public func forward(_ x: Tensor, training: Bool) -> Tensor { run(x, training: training, keepingMaps: false).pooled }
+
+    /// Inference forward that also returns each tapped layer's output map (keyed by its index
+    /// into `trunk.layers`; −1 for the input): what `PatchNovelty` describes patches with, from
+    /// the same single pass of the trunk.
+    public func forwardKeepingMaps(_ x: Tensor) -> (pooled: Tensor, maps: [Int: Tensor]) {
+        run(x, training: false, keepingMaps: true)
+    }
+
+    private func run(_ x: Tensor, training: Bool, keepingMaps: Bool) -> (pooled: Tensor, maps: [Int: Tensor]) {
         var h = x
         var pooled: [[Float]] = []
         var planes: [Int] = []
         var kept: [(output: Tensor, statistics: [Float])] = []
+        var maps: [Int: Tensor] = [:]
         func pool(_ h: Tensor, tap: Int) {
             precondition(h.shape.count == 4, "MultiScalePooling: tap \(tap) gives shape \(h.shape), expected NCHW")
             let statistics = Self.meanAndDeviation(h)
             pooled.append(statistics)
             planes.append(h.shape[2] * h.shape[3])
             if training { kept.append((h, statistics)) }
+            if keepingMaps { maps[tap] = h }
         }
         if taps.first == Self.inputTap { pool(x, tap: Self.inputTap) }
         for (i, layer) in trunk.layers.enumerated() where i <= (taps.last ?? -1) {
@@ -72,7 +83,7 @@ public final class MultiScalePooling: Layer {
             }
             offset += width
         }
-        return Tensor(shape: [n, total], data: y)
+        return (Tensor(shape: [n, total], data: y), maps)
     }
 
     /// [N, C, H, W] → per sample [C means, C standard deviations].

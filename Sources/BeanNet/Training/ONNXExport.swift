@@ -57,6 +57,9 @@ public enum ONNXExport {
         var nodes: [Onnx_NodeProto] = []
         var initializers: [Onnx_TensorProto] = []
         var counter = 0
+        /// Output of each tapped trunk layer emitted by a MultiScalePooling (−1: its input), for
+        /// the patch-novelty nodes that read the same maps.
+        var tapOutputs: [Int: String] = [:]
 
         mutating func fresh(_ base: String) -> String { counter += 1; return "\(base)_\(counter)" }
 
@@ -145,12 +148,18 @@ public enum ONNXExport {
                     let scale = floats(q + "inv_sqrt_plane", [1 / Float(m.tapPlanes[t]).squareRoot()], [1])
                     pooled.append(node("Mul", [norm, scale], name: q + "deviation"))
                 }
-                if m.taps.first == MultiScalePooling.inputTap { statistics(of: input, tap: 0) }
+                if m.taps.first == MultiScalePooling.inputTap { statistics(of: input, tap: 0); tapOutputs[MultiScalePooling.inputTap] = input }
                 for (i, layer) in m.trunk.layers.enumerated() where i <= (m.taps.last ?? -1) {
                     x = try emit(layer, input: x, path: "\(p)\(i)")
-                    if let t = m.taps.firstIndex(of: i) { statistics(of: x, tap: t) }
+                    if let t = m.taps.firstIndex(of: i) { statistics(of: x, tap: t); tapOutputs[i] = x }
                 }
                 return node("Concat", pooled, name: p + "concat", attrs: [Self.attr("axis", int: 1)])
+            case let e as NoveltyEncoder:
+                let pooled = try emit(e.pooling, input: input, path: p + "pooling")
+                let embedding = try emit(e.head, input: pooled, path: p + "head")
+                let coordinate = try emitNovelty(e.novelty, path: p + "novelty")
+                let joined = node("Concat", [embedding, coordinate], name: p + "concat", attrs: [Self.attr("axis", int: 1)])
+                return node("LpNormalization", [joined], name: p + "l2norm", attrs: [Self.attr("axis", int: 1), Self.attr("p", int: 2)])
             case let c as Conv2d:
                 var inputs = [input, floats(p + "weight", c.weight.value, c.weight.shape)]
                 if let bias = c.bias { inputs.append(floats(p + "bias", bias.value, bias.shape)) }
@@ -203,6 +212,50 @@ public enum ONNXExport {
             default:
                 throw ModelError(.unsupported, "ONNX export: layer '\(path)' of type \(type(of: layer)) has no ONNX form")
             }
+        }
+
+        /// The novelty coordinate from the tap maps a MultiScalePooling emitted: [N, 1].
+        /// Descriptors p (pooled, 3×3-averaged, concatenated; scaled by s per channel) are never
+        /// formed: 2 p·b_k − ‖b_k‖² is a 1×1 convolution of the unscaled map with weights 2 s·b_k
+        /// and bias −‖b_k‖², ‖p‖² one of its square with weights s², then ReduceMax over the bank
+        /// (channels) and over the positions, and a 1×1 Gemm for the standardisation and weight.
+        mutating func emitNovelty(_ n: PatchNovelty, path: String) throws -> String {
+            let q = path + "."
+            var blocks: [String] = []
+            for (t, tap) in n.taps.enumerated() {
+                guard var x = tapOutputs[tap] else {
+                    throw ModelError(.invalid, "ONNX export: patch-novelty tap \(tap) is not a tap of the pooling emitted before it")
+                }
+                if n.factors[t] > 1 {
+                    x = node("AveragePool", [x], name: q + "grid\(t)", attrs: [
+                        Self.attr("kernel_shape", ints: [n.factors[t], n.factors[t]]), Self.attr("strides", ints: [n.factors[t], n.factors[t]])])
+                }
+                blocks.append(node("AveragePool", [x], name: q + "smooth\(t)", attrs: [
+                    Self.attr("kernel_shape", ints: [3, 3]), Self.attr("strides", ints: [1, 1]), Self.attr("pads", ints: [1, 1, 1, 1])]))
+            }
+            let patches = blocks.count == 1 ? blocks[0] : node("Concat", blocks, name: q + "patches", attrs: [Self.attr("axis", int: 1)])
+            let (c, k) = (n.channels, n.bankCount)
+            let scale = n.channelScales
+            var weights = [Float](repeating: 0, count: k * c), bias = [Float](repeating: 0, count: k)
+            for j in 0..<k {
+                var norm: Float = 0
+                for ch in 0..<c {
+                    let b = n.bank[j * c + ch]
+                    weights[j * c + ch] = 2 * b * scale[ch]
+                    norm += b * b
+                }
+                bias[j] = -norm
+            }
+            let oneByOne = [Self.attr("kernel_shape", ints: [1, 1])]
+            let dots = node("Conv", [patches, floats(q + "bank_weight", weights, [k, c, 1, 1]), floats(q + "bank_bias", bias, [k])],
+                            name: q + "bank", attrs: oneByOne)
+            let best = node("ReduceMax", [dots], name: q + "best", attrs: [Self.attr("axes", ints: [1]), Self.attr("keepdims", int: 1)])
+            let squares = node("Mul", [patches, patches], name: q + "squares")
+            let norms = node("Conv", [squares, floats(q + "norm_weight", scale.map { $0 * $0 }, [1, c, 1, 1])], name: q + "norm", attrs: oneByOne)
+            let distances = node("Sub", [norms, best], name: q + "distance")
+            let novelty = node("ReduceMax", [distances], name: q + "novelty", attrs: [Self.attr("axes", ints: [2, 3]), Self.attr("keepdims", int: 0)])
+            let gain = n.weight / n.deviation
+            return node("Gemm", [novelty, floats(q + "gain", [gain], [1, 1]), floats(q + "shift", [-n.mean * gain], [1])], name: q + "standardise")
         }
     }
 }

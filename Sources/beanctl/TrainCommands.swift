@@ -116,7 +116,7 @@ struct TrainBackbone: ParsableCommand {
     @Option(help: ArgumentHelp("Directory for the checkpoint and the exported trunk.", valueName: "dir"))
     var out: String = "train-backbone"
 
-    @Option(help: "Self-supervised objective: contrastive (SimCLR-style, NT-Xent), cutpaste (tell crops from crops with a pasted patch), contrastive+cutpaste (both losses at once) or autoencoder (reconstruction).")
+    @Option(help: "Self-supervised objective: contrastive (SimCLR-style, NT-Xent), cutpaste (tell crops from crops with a pasted patch), contrastive+cutpaste (both losses at once), contrastive-multiscale (NT-Xent on the pooled statistics of every stage) or autoencoder (reconstruction).")
     var objective: String = BackboneOptions().objective.rawValue
 
     @Option(help: "Passes over the crops.") var epochs: Int = BackboneOptions().epochs

@@ -108,7 +108,7 @@ private func syntheticCrops(count: Int, size: Int = 16, seed: UInt64) -> (CropIm
         return losses
     }
 
-    @Test(arguments: [BackboneObjective.autoencoder, .contrastive, .contrastiveCutpaste])
+    @Test(arguments: [BackboneObjective.autoencoder, .contrastive, .contrastiveCutpaste, .multiScaleContrastive])
     func shortPretrainingLowersTheLoss(objective: BackboneObjective) throws {
         let losses = try pretrainingLosses(objective, cropSize: 16, epochs: 12)
         #expect(losses.count == 12)

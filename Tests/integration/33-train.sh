@@ -72,6 +72,13 @@ grep -q "pre-training (contrastive+cutpaste)" "$WORK/views.err" && grep -q "back
 out=$($T backbone --crops "$WORK/tree" --out "$WORK/views" --epochs 3 --seed 3 --resume "${VIEWS[@]}" --rotate 20 "${COMMON[@]}" 2>&1); rc=$?
 [ $rc -ne 0 ] && echo "$out" | grep -q "rotation = 10.0, this run has 20.0" || fail "resume with another --rotate: rc $rc, '$out'"
 echo "ok: view options and contrastive+cutpaste; resume with another rotation refused"
+# The multi-scale contrastive objective: a head trains on its checkpoint (whose projector differs).
+$T backbone --crops "$WORK/tree" --out "$WORK/ms" --epochs 2 --seed 3 --objective contrastive-multiscale "${COMMON[@]}" >"$WORK/ms.out" 2>"$WORK/ms.err" \
+  || { cat "$WORK/ms.err"; fail "train backbone --objective contrastive-multiscale exited non-zero"; }
+grep -q "pre-training (contrastive-multiscale)" "$WORK/ms.err" || { cat "$WORK/ms.err"; fail "no contrastive-multiscale summary"; }
+$T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --backbone "$WORK/ms/backbone.ckpt" --out "$WORK/ms.onnx" \
+  --steps 5 --threads 1 >/dev/null 2>"$WORK/ms-head.err" || { cat "$WORK/ms-head.err"; fail "train head on a contrastive-multiscale backbone exited non-zero"; }
+echo "ok: contrastive-multiscale backbone, and a head on it"
 
 # Head: one ONNX encoder + a store; the runtime and onnxruntime agree on it.
 $T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 16 --backbone "$WORK/straight/backbone.ckpt" \

@@ -81,6 +81,10 @@ public enum BackboneObjective: String, Sendable, CaseIterable {
     /// the first view against a pasted copy of it, each on its own small head. Whole-bean
     /// invariances from the one, local irregularities from the other.
     case contrastiveCutpaste = "contrastive+cutpaste"
+    /// NT-Xent as `contrastive`, but the projector reads the per-channel means and standard
+    /// deviations of every stage (`MultiScalePooling`, what the multi-scale head reads) instead of
+    /// the last stage's pooled output, so the early stages must tell beans apart too.
+    case multiScaleContrastive = "contrastive-multiscale"
 }
 
 /// Everything `train backbone` trains: the trunk plus the objective's own layers (decoder or
@@ -92,6 +96,9 @@ public final class BackboneModel {
     public let extra: Sequential
     /// Trunk and extra in one container, for checkpoints and the optimiser.
     public let whole: Sequential
+    /// `contrastive-multiscale`: the pooling the projector reads, around `trunk` (not part of
+    /// `whole`, which already holds the trunk's parameters).
+    public let pooling: MultiScalePooling?
 
     public init(shape: TrunkShape, objective: BackboneObjective, seed: UInt64) {
         self.shape = shape
@@ -99,6 +106,7 @@ public final class BackboneModel {
         trunk = shape.makeTrunk(seed: seed)
         var rng = SeededRandom(seed: seed ^ 0x5EED_0F_DEC0DE)
         let top = shape.widths.last ?? 1
+        pooling = objective == .multiScaleContrastive ? MultiScalePooling(trunk: trunk, taps: shape.stageEnds) : nil
         switch objective {
         case .autoencoder:
             // Back up the stride pyramid: one ×2 upsampling per stride-2 stage (and the stem).
@@ -115,6 +123,9 @@ public final class BackboneModel {
             extra = Sequential(layers)
         case .contrastive:
             extra = Self.projector(top, rng: &rng)
+        case .multiScaleContrastive:
+            let width = MultiScalePooling.featureCount(channels: shape.widths)
+            extra = Sequential([Linear(width, 128, rng: &rng), ReLU(), Linear(128, 64, rng: &rng), L2Normalize()])
         case .cutpaste:
             extra = Self.pasteClassifier(top, rng: &rng)
         case .contrastiveCutpaste:
@@ -275,6 +286,15 @@ public final class BackboneTrainer {
             let z = model.extra.forward(model.trunk.forward(x, training: true), training: true)
             let (l, g) = ContrastiveLoss.ntXent(z, temperature: options.temperature)
             _ = model.trunk.backward(model.extra.backward(g))
+            loss = l
+        case .multiScaleContrastive:
+            let a = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
+            let b = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
+            let x = Tensor(shape: [2 * indices.count] + Array(a.shape.dropFirst()), data: a.data + b.data)
+            guard let pooling = model.pooling else { preconditionFailure("contrastive-multiscale model without its pooling") }
+            let z = model.extra.forward(pooling.forward(x, training: true), training: true)
+            let (l, g) = ContrastiveLoss.ntXent(z, temperature: options.temperature)
+            _ = pooling.backward(model.extra.backward(g))
             loss = l
         case .cutpaste:
             // The batch's crops as they are (class 0), then each again with a pasted patch (class 1).

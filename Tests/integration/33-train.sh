@@ -165,7 +165,10 @@ out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --good-shar
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --head mlp --patch-novelty 10 --backbone "$WORK/straight/backbone.ckpt" \
   --out "$WORK/bad.onnx" 2>&1); rc=$?
 [ $rc -ne 0 ] && echo "$out" | grep -q "patch-novelty applies to --head multi-scale" || fail "--head mlp --patch-novelty: rc $rc, '$out'"
-echo "ok: no good beans or the mlp head refused with --patch-novelty"
+out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --patch-novelty 10 --novelty-weight 0 --backbone "$WORK/straight/backbone.ckpt" \
+  --out "$WORK/bad.onnx" 2>&1); rc=$?
+[ $rc -ne 0 ] && echo "$out" | grep -q "patch-novelty bank must be ≥ 0 patches and its weight positive, got 10, 0.0" || fail "--novelty-weight 0: rc $rc, '$out'"
+echo "ok: no good beans, the mlp head or a zero weight refused with --patch-novelty"
 for m in tuned mlp pooled; do
   "$BIN/beanctl" model run "$WORK/$m.onnx" --input "$WORK/x.npy" --output "$WORK/$m.y.npy" >/dev/null || fail "beand's runtime cannot run $m.onnx"
 done

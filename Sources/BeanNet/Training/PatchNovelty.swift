@@ -32,7 +32,9 @@ public struct PatchNovelty: Sendable, Equatable {
     public var bankCount: Int { bank.count / max(channels, 1) }
 
     /// Per channel of a descriptor: its tap's scale.
-    var channelScales: [Float] {
+    var channelScales: [Float] { Self.perChannel(scales, tapChannels: tapChannels) }
+
+    static func perChannel(_ scales: [Float], tapChannels: [Int]) -> [Float] {
         zip(tapChannels, scales).flatMap { [Float](repeating: $1, count: $0) }
     }
 
@@ -174,8 +176,7 @@ public struct PatchNovelty: Sendable, Equatable {
             offset += c
         }
         var scaled = raw
-        var channelScale: [Float] = []
-        for (c, s) in zip(tapChannels, scales) { channelScale += [Float](repeating: s, count: c) }
+        let channelScale = perChannel(scales, tapChannels: tapChannels)
         for r in 0..<rows { for ch in 0..<channels { scaled[r * channels + ch] *= channelScale[ch] } }
 
         // Greedy k-centre over the good photos' patches.

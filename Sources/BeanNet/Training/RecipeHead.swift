@@ -111,7 +111,7 @@ public struct HeadOptions: Sendable, Equatable {
         guard classesPerBatch >= 2, beansPerClass >= 2 else {
             throw TrainingError("a triplet batch needs at least 2 labels × 2 beans, got \(classesPerBatch) × \(beansPerClass)")
         }
-        guard embedding >= 2, hidden >= 1 else { throw TrainingError("--dim must be at least 2, got \(embedding)") }
+        guard embedding >= 2, hidden >= 1 else { throw TrainingError("the embedding must have at least 2 values, got \(embedding)") }
         guard learningRate > 0, learningRate.isFinite else { throw TrainingError("--lr must be positive, got \(learningRate)") }
         guard copiesPerPose >= 1 else { throw TrainingError("copies per pose must be at least 1") }
         guard fineTuneSteps >= 0, fineTuneBatch >= 1, fineTuneLearningRate > 0, fineTuneLearningRate.isFinite else {
@@ -122,7 +122,7 @@ public struct HeadOptions: Sendable, Equatable {
         }
         if noveltyBank > 0 {
             guard kind == .multiScale else { throw TrainingError("the patch-novelty coordinate applies to the multi-scale head only") }
-            guard embedding >= 3 else { throw TrainingError("--dim must be at least 3 with the patch-novelty coordinate, got \(embedding)") }
+            guard embedding >= 3 else { throw TrainingError("the embedding must have at least 3 values with the patch-novelty coordinate, got \(embedding)") }
             guard !noveltyStages.isEmpty, noveltyStages == noveltyStages.sorted(), Set(noveltyStages).count == noveltyStages.count,
                   noveltyStages.allSatisfy({ $0 >= 0 }) else {
                 throw TrainingError("patch-novelty stages must be distinct ascending stage numbers, got \(noveltyStages)")

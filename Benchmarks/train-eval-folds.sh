@@ -9,6 +9,7 @@
 # each fold-i encoder over all folds; only fold i's figures count (per_fold[i] of its JSON, and its
 # per-bean scores pooled over the five runs).
 #   BACKBONE  checkpoint (default: $WORK/backbone/backbone.ckpt of Deploy/train-default.sh)
+#   CROP_SIZE  crop side, as the backbone was trained with (default 64; Deploy/train-default.sh)
 #   LABEL_COUNTS (default "50 200 500")   FOLDS (default 5)   SEED (default 0)
 #   GOOD_SHARE (default 0.5, as Deploy/train-default.sh; or "proportional"): share of good beans
 #   among each fold's labelled beans, for every row (eval and train head --good-share).
@@ -37,7 +38,7 @@ done
 wants() { [[ $ROWS == *" $1 "* ]]; }
 [ -d "$DATA" ] || { echo "skip: no photos at $DATA"; exit 77; }
 [ -f "$BACKBONE" ] || { echo "no backbone checkpoint at $BACKBONE: run Deploy/train-default.sh first" >&2; exit 1; }
-CROPS=(--preset mindforge --crop-cache "$WORK/crops.cache")
+CROPS=(--preset mindforge --crop-cache "$WORK/crops.cache" --crop-size "${CROP_SIZE:-64}")
 OUTDIR="$WORK/folds"
 mkdir -p "$OUTDIR"
 # Eval reads a tree of the daemon's crops (beanctl train crops), so it does not segment 7,656

@@ -7,7 +7,10 @@
 #   (default 0.5)   LABELS labelled beans (default 200), GOOD_SHARE share of them that are good
 #   beans (default 0.5; "proportional" = every label in proportion, the recipe before 2026-11-23's
 #   seventh session)
+#   BACKBONE_ARGS  more options of beanctl train backbone (e.g. "--stem-stride 3")
 #   OUT    where encoder.onnx and store/ go (default Config/model)
+#   CROP_SIZE  side of the crops in pixels, the encoder's input (default 64; give WORK its own
+#   directory per size, the crop cache holds one size)
 set -euo pipefail
 ROOT="${BEAND_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
 BIN="${BEAND_BIN:-$ROOT/.build/release}"
@@ -24,11 +27,11 @@ OUT="${OUT:-$ROOT/Config/model}"
 [ -d "$DATA" ] || { echo "no photos at $DATA (see ../shared/data/README.md)" >&2; exit 1; }
 [ -x "$BIN/beanctl" ] || { echo "$BIN/beanctl not built (swift build -c release --product beanctl)" >&2; exit 1; }
 mkdir -p "$WORK" "$OUT"
-CROPS=(--preset mindforge --crop-cache "$WORK/crops.cache")
+CROPS=(--preset mindforge --crop-cache "$WORK/crops.cache" --crop-size "${CROP_SIZE:-64}")
 start=$(date +%s)
 # Steps run as children, so the shell's `times` adds up their CPU time.
 "$BIN/beanctl" train backbone --crops "$DATA" "${CROPS[@]}" --out "$WORK/backbone" --epochs "$EPOCHS" \
-  --max-steps-per-epoch "$STEPS_PER_EPOCH" --zoom "$ZOOM" --seed 1
+  --max-steps-per-epoch "$STEPS_PER_EPOCH" --zoom "$ZOOM" --seed 1 ${BACKBONE_ARGS:-}
 rm -rf "$OUT/store.new"
 "$BIN/beanctl" train head --tree "$DATA" --labels "$LABELS" --good-share "$GOOD_SHARE" --seed 0 --backbone "$WORK/backbone/backbone.ckpt" \
   "${CROPS[@]}" --out "$OUT/encoder.onnx" --store-out "$OUT/store.new"

@@ -122,6 +122,13 @@ struct Segment: ParsableCommand {
         return camera.segmenterSettings
     }
 
+    /// The `crop_size` of a camera of a beand configuration (the first without `camera`), if it sets one.
+    static func cameraCropSize(config path: String, camera name: String?) throws -> Int? {
+        let loaded = try ConfigLoader.load(path: path)
+        guard let name else { return loaded.cameras.first?.cropSize }
+        return loaded.cameras.first(where: { $0.name == name })?.cropSize
+    }
+
     func settings() throws -> SegmenterSettings {
         var s: SegmenterSettings
         if let config {

@@ -32,10 +32,29 @@ struct CropSourceOptions: ParsableArguments {
     @Option(help: "Threads for cropping and for BLAS during training.")
     var threads: Int = 2
 
+    @Option(name: .customLong("crop-size"), help: ArgumentHelp("Side of the square crop in pixels, the encoder's input (default: the config camera's crop_size with --config, else 64; train head: the backbone's).", valueName: "pixels"))
+    var cropSize: Int?
+
     func validate() throws {
         if config != nil && preset != nil { throw ValidationError("--preset and --config both choose the segmentation; give one") }
         if camera != nil && config == nil { throw ValidationError("--camera needs --config") }
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1…64, got \(threads)") }
+        if let cropSize, !(16...512).contains(cropSize) {
+            throw ValidationError("--crop-size must be 16…512, got \(cropSize)")
+        }
+    }
+
+    /// The crop side: `--crop-size`, else the config camera's `crop_size`, else `fallback`.
+    func cropSettings(fallback: Int = CropSettings().size) throws -> CropSettings {
+        var crop = CropSettings()
+        if let cropSize {
+            crop.size = cropSize
+        } else if let config, let configured = try Segment.cameraCropSize(config: config, camera: camera) {
+            crop.size = configured
+        } else {
+            crop.size = fallback
+        }
+        return crop
     }
 
     func segmenterSettings() throws -> SegmenterSettings {
@@ -47,9 +66,10 @@ struct CropSourceOptions: ParsableArguments {
         }
     }
 
-    func load(_ paths: [String], what: String) throws -> TrainingCrops {
-        let crops = try TrainingCrops.load(paths: paths, segmenter: try segmenterSettings(), cache: cropCache,
-                                           threads: threads, progress: ProgressLine(what))
+    /// Crops of `paths` at `crop`'s size (default: `cropSettings()`).
+    func load(_ paths: [String], what: String, crop: CropSettings? = nil) throws -> TrainingCrops {
+        let crops = try TrainingCrops.load(paths: paths, segmenter: try segmenterSettings(), crop: crop ?? cropSettings(),
+                                           cache: cropCache, threads: threads, progress: ProgressLine(what))
         if !crops.skipped.isEmpty {
             stderrLine("\(crops.skipped.count) of \(paths.count) photos gave no crop; first: \(crops.skipped[0].path): \(crops.skipped[0].reason)")
         }
@@ -125,6 +145,8 @@ struct TrainBackbone: ParsableCommand {
     @Option(name: .customLong("lr"), help: "Adam learning rate.") var learningRate: Float = BackboneOptions().learningRate
     @Option(help: ArgumentHelp("Channels per stage.", valueName: "w,w,…")) var widths: String = "16,32,64,128"
     @Option(help: ArgumentHelp("Residual blocks per stage.", valueName: "b,b,…")) var blocks: String = "1,1,1,1"
+    @Option(name: .customLong("stem-stride"), help: "Stride of the first 3×3 convolution (1…4): with larger crops, 3 keeps the later stages' cost of 64×64 crops at stride 2.")
+    var stemStride: Int = TrunkShape().stemStride
     @Option(name: .customLong("max-steps-per-epoch"), help: "Stop each epoch after this many steps (0 = all crops).")
     var maxStepsPerEpoch: Int = 0
     @Option(help: "Random magnification of each view, drawn from [1, 1 + zoom], of a window placed at random (0 = off).")
@@ -151,7 +173,9 @@ struct TrainBackbone: ParsableCommand {
         options.seed = seed
         options.batch = batch
         options.learningRate = learningRate
-        options.shape = TrunkShape(widths: try parseIntList(widths, option: "--widths"), blocks: try parseIntList(blocks, option: "--blocks"))
+        guard (1...4).contains(stemStride) else { throw ValidationError("--stem-stride must be 1…4, got \(stemStride)") }
+        options.shape = TrunkShape(widths: try parseIntList(widths, option: "--widths"), blocks: try parseIntList(blocks, option: "--blocks"),
+                                   stemStride: stemStride)
         options.maxStepsPerEpoch = maxStepsPerEpoch
         guard zoom >= 0, zoom <= 3 else { throw ValidationError("--zoom must be 0…3, got \(zoom)") }
         options.augmentation.zoom = zoom
@@ -276,6 +300,12 @@ struct TrainHead: ParsableCommand {
         let objective = BackboneObjective(rawValue: checkpoint.metadata["objective"] ?? "") ?? .contrastive
         let model = BackboneModel(shape: shape, objective: objective, seed: 0)
         try checkpoint.restore(into: model.whole, path: backbone)
+        // The head's crops are the size the trunk was pre-trained on, unless the user insists.
+        let trainedSize = checkpoint.metadata["crop_size"].flatMap { Int($0) } ?? CropSettings().size
+        let crop = try source.cropSettings(fallback: trainedSize)
+        if crop.size != trainedSize {
+            throw TrainError("--backbone: \(backbone) was pre-trained on \(trainedSize)×\(trainedSize) crops, this run cuts \(crop.size)×\(crop.size) (--crop-size or the config's crop_size); give the same size")
+        }
 
         let beanFolds = try fold.map { _ in try BeanFolds(beans: labelled.beans, folds: folds, seed: seed) }
         // The same candidates and subset as beanctl eval's fold mode: beans of the training folds
@@ -284,7 +314,7 @@ struct TrainHead: ParsableCommand {
         var poolPaths: [String] = []
         for b in pool { poolPaths += labelled.beans[b].usablePhotos.map(\.path) }
         guard !poolPaths.isEmpty else { throw TrainError("\(tree): no usable photos to draw labelled beans from") }
-        let loaded = try source.load(poolPaths, what: "labelled photos")
+        let loaded = try source.load(poolPaths, what: "labelled photos", crop: crop)
         let rowOfPath = Dictionary(uniqueKeysWithValues: loaded.paths.enumerated().map { ($1, $0) })
         let candidates = pool.filter { b in labelled.beans[b].usablePhotos.contains { rowOfPath[$0.path] != nil } }
         // Good labels as eval's policy has them: the config's, else Normal.
@@ -384,7 +414,7 @@ struct TrainHead: ParsableCommand {
             let test = beanFolds.test(fold: fold)
             var testPaths: [String] = [], testBeans: [Int] = []
             for b in test { for photo in labelled.beans[b].usablePhotos { testPaths.append(photo.path); testBeans.append(b) } }
-            let testCrops = try source.load(testPaths, what: "held-out photos")
+            let testCrops = try source.load(testPaths, what: "held-out photos", crop: crop)
             let beanOfPath = Dictionary(uniqueKeysWithValues: zip(testPaths, testBeans))
             let queries = try embedWithRuntime(encoder, try CropImages(size: testCrops.size, pixels: testCrops.pixels))
             let check = FoldCheck(store: storeVectors, storeLabels: data.labels.map { classNames[$0] }, dim: encoder.outputDim)

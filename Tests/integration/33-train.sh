@@ -16,8 +16,9 @@ WORK=$(mktemp -d /tmp/beand-train.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-# 2 labels × 12 beans of 64×64 crops (PNG), one photo per bean: {label}/{id}.
-"$PY" - "$WORK/tree" <<'EOF' || fail "cannot make the synthetic tree"
+# 2 labels × 12 beans of 64×64 crops (PNG), one photo per bean: {label}/{id}; and a second tree
+# of 2 × 6 beans of 48×48 crops for --crop-size.
+"$PY" - "$WORK/tree" "$WORK/tree48" <<'EOF' || fail "cannot make the synthetic trees"
 import os, struct, sys, zlib
 import numpy as np
 root = sys.argv[1]
@@ -38,6 +39,15 @@ for label, colour in (("Normal", (170, 140, 80)), ("Black", (50, 45, 40))):
         img = np.zeros((64, 64, 3), np.float64)
         img[inside] = np.array(colour) + rng.normal(0, 12, (inside.sum(), 3))
         png(f"{root}/{label}/{i:03d}.png", np.clip(img, 0, 255).astype(np.uint8))
+small = sys.argv[2]
+yy, xx = np.mgrid[0:48, 0:48]
+for label, colour in (("Normal", (170, 140, 80)), ("Black", (50, 45, 40))):
+    os.makedirs(f"{small}/{label}", exist_ok=True)
+    for i in range(6):
+        inside = ((xx - 24) / (15 + rng.uniform(0, 6))) ** 2 + ((yy - 24) / (9 + rng.uniform(0, 4))) ** 2 <= 1
+        img = np.zeros((48, 48, 3))
+        img[inside] = np.array(colour) + rng.normal(0, 12, (inside.sum(), 3))
+        png(f"{small}/{label}/{i:03d}.png", np.clip(img, 0, 255).astype(np.uint8))
 EOF
 
 T="$BIN/beanctl train"
@@ -79,6 +89,37 @@ grep -q "pre-training (contrastive-multiscale)" "$WORK/ms.err" || { cat "$WORK/m
 $T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --backbone "$WORK/ms/backbone.ckpt" --out "$WORK/ms.onnx" \
   --steps 5 --threads 1 >/dev/null 2>"$WORK/ms-head.err" || { cat "$WORK/ms-head.err"; fail "train head on a contrastive-multiscale backbone exited non-zero"; }
 echo "ok: contrastive-multiscale backbone, and a head on it"
+
+# --crop-size: a backbone pre-trained on 48×48 crops (with a stride-3 stem); train head takes that
+# size from its checkpoint and exports a 48×48 encoder that the runtime and onnxruntime run alike;
+# another size is refused, naming both.
+$T backbone --crops "$WORK/tree48" --crop-size 48 --stem-stride 3 --out "$WORK/small" --epochs 1 --seed 3 "${COMMON[@]}" >/dev/null 2>"$WORK/small.err" \
+  || { cat "$WORK/small.err"; fail "train backbone --crop-size 48 exited non-zero"; }
+grep -q "pre-training (contrastive) on 12 crops" "$WORK/small.err" || { cat "$WORK/small.err"; fail "the 48-pixel photos were not taken as 12 crops"; }
+$T head --tree "$WORK/tree48" --layout '{label}/{id}' --labels 8 --backbone "$WORK/small/backbone.ckpt" --out "$WORK/small.onnx" \
+  --steps 5 --threads 1 >/dev/null 2>"$WORK/small-head.err" || { cat "$WORK/small-head.err"; fail "train head on a 48-pixel backbone exited non-zero"; }
+"$PY" -c "
+import numpy as np
+np.save('$WORK/x48.npy', np.random.default_rng(5).normal(size=(3, 3, 48, 48)).astype(np.float32))" || fail "numpy"
+"$BIN/beanctl" model run "$WORK/small.onnx" --input "$WORK/x48.npy" --output "$WORK/small.y.npy" >/dev/null || fail "beand's runtime cannot run the 48-pixel encoder"
+"$PY" - "$WORK" <<'EOF' || fail "48-pixel encoder"
+import sys
+import numpy as np, onnxruntime as ort
+w = sys.argv[1]
+s = ort.InferenceSession(f"{w}/small.onnx", providers=["CPUExecutionProvider"])
+assert list(s.get_inputs()[0].shape[1:]) == [3, 48, 48], s.get_inputs()[0].shape
+ref = s.run(None, {s.get_inputs()[0].name: np.load(f"{w}/x48.npy")})[0]
+err = np.abs(ref - np.load(f"{w}/small.y.npy")).max()
+assert ref.shape == (3, 128) and err <= 1e-4, (ref.shape, err)
+EOF
+out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --crop-size 64 --backbone "$WORK/small/backbone.ckpt" \
+  --out "$WORK/bad.onnx" --threads 1 2>&1); rc=$?
+[ $rc -ne 0 ] && echo "$out" | grep -q "was pre-trained on 48×48 crops, this run cuts 64×64" || fail "head size unlike the backbone's: rc $rc, '$out'"
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --crop-size 8 2>&1); rc=$?
+[ $rc -eq 64 ] && echo "$out" | grep -q -- "--crop-size must be 16…512, got 8" || fail "--crop-size 8: rc $rc, '$out'"
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --stem-stride 5 2>&1); rc=$?
+[ $rc -eq 64 ] && echo "$out" | grep -q -- "--stem-stride must be 1…4, got 5" || fail "--stem-stride 5: rc $rc, '$out'"
+echo "ok: --crop-size 48 --stem-stride 3 backbone and head, a 48×48 encoder; another size, --crop-size 8 and --stem-stride 5 refused"
 
 # Head: one ONNX encoder + a store; the runtime and onnxruntime agree on it.
 $T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 16 --backbone "$WORK/straight/backbone.ckpt" \

@@ -107,26 +107,24 @@ struct Segment: ParsableCommand {
         Set(try ConfigLoader.load(path: path).inspect.goodLabels.map { Label($0) })
     }
 
-    /// What the daemon would use for `camera`: the config is validated exactly as `beand
-    /// --check-config` does, so a bad file gets the same `PATH:LINE` message.
-    static func cameraSettings(config path: String, camera name: String?) throws -> SegmenterSettings {
+    /// The camera `name` (the first without a name) of a beand configuration, validated exactly as
+    /// `beand --check-config` does, so a bad file gets the same `PATH:LINE` message.
+    static func cameraConfig(config path: String, camera name: String?) throws -> CameraConfig {
         let loaded = try ConfigLoader.load(path: path)
-        guard !loaded.cameras.isEmpty else {
+        guard let first = loaded.cameras.first else {
             throw SegmentConfigError(description: "\(path): no [[camera]] table to take segmentation settings from")
         }
-        guard let name else { return loaded.cameras[0].segmenterSettings }
+        guard let name else { return first }
         guard let camera = loaded.cameras.first(where: { $0.name == name }) else {
             let names = loaded.cameras.map(\.name).joined(separator: ", ")
             throw SegmentConfigError(description: "\(path): no camera named '\(name)' (cameras: \(names))")
         }
-        return camera.segmenterSettings
+        return camera
     }
 
-    /// The `crop_size` of a camera of a beand configuration (the first without `camera`), if it sets one.
-    static func cameraCropSize(config path: String, camera name: String?) throws -> Int? {
-        let loaded = try ConfigLoader.load(path: path)
-        guard let name else { return loaded.cameras.first?.cropSize }
-        return loaded.cameras.first(where: { $0.name == name })?.cropSize
+    /// What the daemon would use to segment for `camera`.
+    static func cameraSettings(config path: String, camera name: String?) throws -> SegmenterSettings {
+        try cameraConfig(config: path, camera: name).segmenterSettings
     }
 
     func settings() throws -> SegmenterSettings {

@@ -49,7 +49,7 @@ struct CropSourceOptions: ParsableArguments {
         var crop = CropSettings()
         if let cropSize {
             crop.size = cropSize
-        } else if let config, let configured = try Segment.cameraCropSize(config: config, camera: camera) {
+        } else if let config, let configured = try Segment.cameraConfig(config: config, camera: camera).cropSize {
             crop.size = configured
         } else {
             crop.size = fallback

@@ -117,9 +117,26 @@ out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --crop-size
 [ $rc -ne 0 ] && echo "$out" | grep -q "was pre-trained on 48×48 crops, this run cuts 64×64" || fail "head size unlike the backbone's: rc $rc, '$out'"
 out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --crop-size 8 2>&1); rc=$?
 [ $rc -eq 64 ] && echo "$out" | grep -q -- "--crop-size must be 16…512, got 8" || fail "--crop-size 8: rc $rc, '$out'"
+# The size from a config's camera (crop_size) when --crop-size is not given.
+cat >"$WORK/cam48.toml" <<TOML
+[[camera]]
+name = "small"
+source = "replay:$WORK/tree48"
+crop_size = 48
+TOML
+$T crops --tree "$WORK/tree48" --config "$WORK/cam48.toml" --out "$WORK/crops48" --threads 1 >"$WORK/crops48.out" 2>"$WORK/crops48.err" \
+  || { cat "$WORK/crops48.err"; fail "train crops with a crop_size 48 camera exited non-zero"; }
+grep -q "^12 crops, 0 photos without a crop" "$WORK/crops48.out" || { cat "$WORK/crops48.out" "$WORK/crops48.err"; fail "the camera's crop_size 48 was not used"; }
+# A crop cache holds one size: another size is refused, naming the cache, and the cache is kept.
+$T crops --tree "$WORK/tree" --crop-cache "$WORK/c64.cache" --out "$WORK/crops64" --threads 1 >/dev/null 2>&1 || fail "train crops with a cache exited non-zero"
+cp "$WORK/c64.cache" "$WORK/c64.before"
+out=$($T crops --tree "$WORK/tree48" --crop-size 48 --crop-cache "$WORK/c64.cache" --out "$WORK/crops48b" --threads 1 2>&1); rc=$?
+[ $rc -ne 0 ] && echo "$out" | grep -q "c64.cache: not a crop cache of 48×48 crops (crop size differs); delete it to rebuild" \
+  || fail "a 64-pixel cache read at 48: rc $rc, '$out'"
+cmp -s "$WORK/c64.cache" "$WORK/c64.before" || fail "the refused run changed the crop cache"
 out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --stem-stride 5 2>&1); rc=$?
 [ $rc -eq 64 ] && echo "$out" | grep -q -- "--stem-stride must be 1…4, got 5" || fail "--stem-stride 5: rc $rc, '$out'"
-echo "ok: --crop-size 48 --stem-stride 3 backbone and head, a 48×48 encoder; another size, --crop-size 8 and --stem-stride 5 refused"
+echo "ok: --crop-size 48 --stem-stride 3 backbone and head, a 48×48 encoder; a camera's crop_size; another size, a cache of another size, --crop-size 8 and --stem-stride 5 refused"
 
 # Head: one ONNX encoder + a store; the runtime and onnxruntime agree on it.
 $T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 16 --backbone "$WORK/straight/backbone.ckpt" \

@@ -51,7 +51,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "beanctl", dependencies: [
-            "BeanCore", "BeanCapture", "BeanVision", "BeanNet", "BeanStore", "BeanService",
+            "CThread", "BeanCore", "BeanCapture", "BeanVision", "BeanNet", "BeanStore", "BeanService",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Test-only: the capture probe the real-V4L2 harness (Tests/v4l2) boots in QEMU.

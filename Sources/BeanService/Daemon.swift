@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import BeanCore
+import BeanNet
 import Dispatch
 import Logging
 import NIOCore
@@ -53,6 +54,16 @@ public final class Daemon: @unchecked Sendable {
 
     public func register(reloadable: any Reloadable) { components.withLock { $0.reloadables.append(reloadable) } }
     public func register(drainable: any Drainable) { components.withLock { $0.drainables.append(drainable) } }
+
+    /// Corrects OpenBLAS's kernel choice on a CPU it does not know (`BLASKernels`) and says so in
+    /// the log. Call before any thread that could call BLAS exists.
+    public static func selectBLASKernels() {
+        let selection = BLASKernels.selectForThisCPU()
+        guard selection.replaced else { return }
+        Logger(label: "beand").notice(
+            "BLAS kernels: \(selection.core) for this \(selection.cpu) CPU, which OpenBLAS did not recognise (it chose \(selection.openBLASChoice)); set OPENBLAS_CORETYPE to choose others",
+            metadata: ["blas.core": "\(selection.core)", "blas.openblas_choice": "\(selection.openBLASChoice)"])
+    }
 
     /// Runs until SIGTERM or SIGINT; returns the exit code.
     public func run() throws -> Int32 {
@@ -108,6 +119,7 @@ public final class Daemon: @unchecked Sendable {
             "rejects.socket": "\(config.rejects.socket)",
             "cameras": "\(config.cameras.count)",
             "log.target": "\(BeandLogging.shared.target.rawValue)",
+            "blas.core": "\(BLASKernels.currentCore)",
         ]) { first, _ in first })
 
         stopRequested.wait()
@@ -270,7 +282,8 @@ public final class Daemon: @unchecked Sendable {
             },
             ControlCommand(name: "version", access: .readOnly) { _, done in
                 done(.success(.object([("version", .string(BeandVersion.string)),
-                                       ("proto", .int(Int64(ControlProtocol.version)))])))
+                                       ("proto", .int(Int64(ControlProtocol.version))),
+                                       ("blas_core", .string(BLASKernels.currentCore))])))
             },
             ControlCommand(name: "status", access: .readOnly) { _, done in
                 done(.success(status.json(version: BeandVersion.string)))

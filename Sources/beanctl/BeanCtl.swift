@@ -1,5 +1,6 @@
 import ArgumentParser
 import BeanCore
+import BeanNet
 
 /// `beanctl`: the operator's client. Commands that talk to a running daemon go through the control
 /// socket; offline commands (store, model, segment, bench) work on files directly.
@@ -20,6 +21,8 @@ struct BeanCtl: ParsableCommand {
     /// `beanctl [--socket PATH] [--timeout S] status`: connection options may precede the command
     /// name (as in chronyc); ArgumentParser only accepts them after it, so move them there.
     static func main() {
+        // First, before any command starts threads that call BLAS (eval, train, bench, enroll).
+        BLASKernels.selectForThisCPU()
         main(hoistingConnectionOptions(Array(CommandLine.arguments.dropFirst())))
     }
 

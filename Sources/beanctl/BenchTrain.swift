@@ -96,12 +96,13 @@ struct BenchTrain: ParsableCommand {
                 "train_images_per_s": trainRate, "train_gflops": trainGflops,
                 "forward_images_per_s": forwardRate, "runtime_images_per_s": runtimeRate,
                 "sgemm_peak_gflops": peak, "train_peak_fraction": trainGflops / peak,
+                "blas_core": BLASKernels.currentCore,
             ]
             let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print(String(format: "encoder widths %@ blocks %@ embedding %d, %d parameters, %.1f M MAC/image, %d×%d, batch %d, %d BLAS threads",
-                         widths, blocks, embedding, net.parameterCount, macs / 1e6, size, size, batch, threads))
+            print(String(format: "encoder widths %@ blocks %@ embedding %d, %d parameters, %.1f M MAC/image, %d×%d, batch %d, %d BLAS threads (%@ kernels)",
+                         widths, blocks, embedding, net.parameterCount, macs / 1e6, size, size, batch, threads, BLASKernels.currentCore))
             print(String(format: "training step (forward+backward+Adam): %.1f images/s, %.1f GFLOP/s (%.0f%% of sgemm peak %.1f)",
                          trainRate, trainGflops, 100 * trainGflops / peak, peak))
             print(String(format: "training forward (inference mode):     %.1f images/s, %.1f GFLOP/s", forwardRate, forwardGflops))

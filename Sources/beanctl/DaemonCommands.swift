@@ -53,6 +53,7 @@ struct Version: ParsableCommand {
             ("beanctl", BeandVersion.string),
             ("beand", StatusFormatter.text(result["version"])),
             ("Protocol", StatusFormatter.text(result["proto"])),
+            ("BLAS kernels", StatusFormatter.text(result["blas_core"])),
         ]).print()
     }
 }

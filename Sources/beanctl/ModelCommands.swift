@@ -211,12 +211,13 @@ struct BenchEncoder: ParsableCommand {
                 "images_per_s": imagesPerS, "size": size, "batch": batch, "workers": workers,
                 "gflops": gflops, "sgemm_peak_gflops": peak, "peak_fraction": gflops / peak,
                 "macs_per_image": model.macsPerSample, "rounds": rates, "images_per_cpu_s": imagesPerCPUSecond,
+                "blas_core": BLASKernels.currentCore,
             ]
             let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print(String(format: "encoder %@ size %@ batch %d workers %d: %.1f images/s, %.1f GFLOP/s (%.0f%% of sgemm peak %.1f)",
-                         file, size, batch, workers, imagesPerS, gflops, 100 * gflops / peak, peak))
+            print(String(format: "encoder %@ size %@ batch %d workers %d: %.1f images/s, %.1f GFLOP/s (%.0f%% of sgemm peak %.1f, %@ kernels)",
+                         file, size, batch, workers, imagesPerS, gflops, 100 * gflops / peak, peak, BLASKernels.currentCore))
         }
     }
 }

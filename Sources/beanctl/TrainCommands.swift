@@ -5,6 +5,7 @@ import BeanInspect
 import BeanNet
 import BeanStore
 import BeanVision
+import CThread
 import Foundation
 
 /// `beanctl train …`: learning on the box, with the project's own kernels.
@@ -13,6 +14,17 @@ struct Train: ParsableCommand {
         abstract: "Train the bean encoder: self-supervised backbone, then a triplet projection head.",
         subcommands: [TrainBackbone.self, TrainHead.self, TrainCrops.self]
     )
+
+    /// Training frees and allocates the same large tensors every step. With glibc's defaults they go
+    /// back to the kernel (the heap is trimmed above 128 KiB free, large blocks are mmapped), and
+    /// each step pays page faults to get them back: on the project's Intel machine 2.0 M faults in
+    /// 20 backbone steps, a quarter of the wall time. Keeping freed memory in the process (never trim,
+    /// grow the heap in 256 MiB steps, mmap only blocks over 32 MiB, the largest threshold glibc
+    /// takes) cut those 20 steps from 16.0 to 12.0 s. The peak memory is unchanged: it is the
+    /// step's working set either way.
+    static func keepFreedMemory() {
+        _ = beand_malloc_keep_freed()
+    }
 }
 
 /// Where crops come from: segmentation settings for photos, crop cache, threads.
@@ -163,6 +175,7 @@ struct TrainBackbone: ParsableCommand {
     @OptionGroup var source: CropSourceOptions
 
     func run() throws {
+        Train.keepFreedMemory()
         guard !crops.isEmpty else { throw ValidationError("--crops: give at least one directory of crops or photos") }
         guard let objective = BackboneObjective(rawValue: objective) else {
             throw ValidationError("--objective must be one of \(BackboneObjective.allCases.map(\.rawValue).joined(separator: ", ")), got '\(self.objective)'")
@@ -287,6 +300,7 @@ struct TrainHead: ParsableCommand {
     @OptionGroup var source: CropSourceOptions
 
     func run() throws {
+        Train.keepFreedMemory()
         guard labels >= 1 else { throw ValidationError("--labels must be at least 1, got \(labels)") }
         try goodShare?.validate()
         if let fold, !(0..<folds).contains(fold) { throw ValidationError("--fold must be 0…\(folds - 1), got \(fold)") }

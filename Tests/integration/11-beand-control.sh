@@ -62,7 +62,17 @@ with TempDir() as d:
         # Round trips.
         check(ping_ok(daemon.control), "ping round trip")
         v = request(daemon.control, {"command": "version", "proto": 1})
-        check(v["ok"] and v["result"] == {"version": "0.1.0", "proto": 1}, "version round trip")
+        check(v["ok"] and set(v["result"]) == {"version", "proto", "blas_core"}
+              and v["result"]["version"] == "0.1.0" and v["result"]["proto"] == 1, "version round trip")
+        # The daemon never runs OpenBLAS's SSE fallback kernels on a CPU with AVX2 and FMA (beand(8),
+        # OPENBLAS_CORETYPE); which wider kernels depends on the CPU and the OpenBLAS build.
+        cpu_flags = set(open("/proc/cpuinfo").read().split("flags", 1)[1].split("\n", 1)[0].split())
+        sse_cores = {"prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "nano", "barcelona", "opteron", "opteron_sse3"}
+        core = str(v["result"].get("blas_core", ""))
+        if {"avx2", "fma"} <= cpu_flags and "OPENBLAS_CORETYPE" not in os.environ:
+            check(core and core.lower() not in sse_cores, "version: BLAS kernels %r use the CPU's AVX2 or wider" % core)
+        else:
+            check(core != "", "version: BLAS kernels named (%r)" % core)
         st_ = request(daemon.control, {"command": "status"})["result"]
         for key in ["version", "uptime_s", "cameras", "beans_total", "rejects_total", "beans_per_s", "store", "encoder"]:
             check(key in st_, "status has " + key)

@@ -51,6 +51,7 @@ with Journald():
         check(s.get("CONTROL_SOCKET") == os.path.join(d, "control.sock") and s.get("REJECTS_SOCKET") == os.path.join(d, "rejects.sock")
               and s.get("LOG_TARGET") == "journald" and s.get("CONFIG") == cfg and s.get("VERSION") == "0.1.0",
               "start: metadata control.socket → CONTROL_SOCKET etc.")
+        check(s.get("BLAS_CORE", "") != "", "start: BLAS_CORE names the OpenBLAS kernels (%r)" % s.get("BLAS_CORE"))
         check(s.get("LOGGER") == "beand" and "CODE_FILE" in s and "CODE_LINE" in s, "start: LOGGER, CODE_FILE, CODE_LINE")
         reload = by_id(found, "reload")
         check(len(reload) == 1 and reload[0]["PRIORITY"] == "5" and reload[0].get("TRIGGER") == "control"

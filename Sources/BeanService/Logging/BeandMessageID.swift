@@ -8,7 +8,8 @@ import Logging
 public enum BeandMessageID: String, Sendable, CaseIterable {
     /// beand started: config loaded, control and rejects sockets bound, READY=1 sent. Metadata:
     /// `config` (file), `control.socket`, `rejects.socket`, `log.target`, `cameras` (count),
-    /// `version` (journald fields CONFIG, CONTROL_SOCKET, REJECTS_SOCKET, LOG_TARGET, CAMERAS, VERSION).
+    /// `version`, `blas.core` (OpenBLAS's kernels in use) (journald fields CONFIG, CONTROL_SOCKET,
+    /// REJECTS_SOCKET, LOG_TARGET, CAMERAS, VERSION, BLAS_CORE).
     case start = "1cfa89abeabf412e9ec3f0d2ccdfc816"
 
     /// beand is stopping (SIGTERM or SIGINT): STOPPING=1 sent, in-flight work draining within

@@ -34,6 +34,24 @@ public struct FailSafe: Sendable, Hashable {
         return now.nanoseconds &+ ejectLeadNanoseconds >= ejectAt.nanoseconds
     }
 
+    /// Removes from `items` those already too late at `now` (keeping the others in order) and
+    /// passes each removed one to `expired`, in order. Lets a scorer skip beans that can no longer
+    /// be scored in time, instead of encoding them and making the beans behind them late too.
+    public func removeTooLate<Item>(_ items: inout [Item], now: MonotonicInstant,
+                                    ejectAt: (Item) -> MonotonicInstant?, expired: (Item) -> Void) {
+        guard items.contains(where: { isTooLate(ejectAt: ejectAt($0), now: now) }) else { return }
+        var kept = 0
+        for index in items.indices {
+            if isTooLate(ejectAt: ejectAt(items[index]), now: now) {
+                expired(items[index])
+            } else {
+                items.swapAt(kept, index)
+                kept += 1
+            }
+        }
+        items.removeLast(items.count - kept)
+    }
+
     /// The verdict for one unscored bean; counts it.
     public mutating func decideUnscored() -> Decision {
         switch action {

@@ -41,6 +41,23 @@ import Testing
         #expect(failSafe.isTooLate(ejectAt: eject, now: MonotonicInstant(nanoseconds: 20_000)))
         #expect(!failSafe.isTooLate(ejectAt: nil, now: MonotonicInstant(nanoseconds: 20_000)))
     }
+
+    @Test func removeTooLateKeepsTheBeansThatCanStillMakeItInOrder() {
+        let failSafe = FailSafe(ejectLeadNanoseconds: 1_000)
+        // (id, eject time): 1 and 4 are due within the lead at now = 10,000; 3 has no eject time.
+        var beans: [(id: Int, ejectAt: MonotonicInstant?)] = [
+            (1, MonotonicInstant(nanoseconds: 10_500)), (2, MonotonicInstant(nanoseconds: 50_000)), (3, nil),
+            (4, MonotonicInstant(nanoseconds: 2_000)), (5, MonotonicInstant(nanoseconds: 11_001)),
+        ]
+        var expired: [Int] = []
+        failSafe.removeTooLate(&beans, now: MonotonicInstant(nanoseconds: 10_000), ejectAt: { $0.ejectAt }) { expired.append($0.id) }
+        #expect(beans.map(\.id) == [2, 3, 5])
+        #expect(expired == [1, 4])
+
+        var fresh: [(id: Int, ejectAt: MonotonicInstant?)] = [(7, MonotonicInstant(nanoseconds: 99_000)), (8, nil)]
+        failSafe.removeTooLate(&fresh, now: MonotonicInstant(nanoseconds: 10_000), ejectAt: { $0.ejectAt }) { expired.append($0.id) }
+        #expect(fresh.map(\.id) == [7, 8] && expired == [1, 4])
+    }
 }
 
 @Suite struct LatencyHistogramTests {

@@ -311,18 +311,9 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
     /// encoder at 27,500 px/s: 0 of 1,078 beans/s scored). The decision thread gives an expired
     /// bean the fail-safe verdict, as it would have after scoring it.
     private func handOverExpired(_ batch: inout [PendingBean], deadlines: FailSafe) {
-        let now = MonotonicInstant.now()
-        guard batch.contains(where: { deadlines.isTooLate(ejectAt: $0.ejectAt, now: now) }) else { return }
-        var kept = 0
-        for index in batch.indices {
-            if deadlines.isTooLate(ejectAt: batch[index].ejectAt, now: now) {
-                handOver(Outcome(bean: batch[index], decision: nil, neighbors: [], embedded: nil))
-            } else {
-                batch.swapAt(kept, index)
-                kept += 1
-            }
+        deadlines.removeTooLate(&batch, now: MonotonicInstant.now(), ejectAt: \.ejectAt) { bean in
+            handOver(Outcome(bean: bean, decision: nil, neighbors: [], embedded: nil))
         }
-        batch.removeLast(batch.count - kept)
     }
 
     private func score(_ batch: [PendingBean]) {

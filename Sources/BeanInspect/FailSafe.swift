@@ -39,7 +39,6 @@ public struct FailSafe: Sendable, Hashable {
     /// be scored in time, instead of encoding them and making the beans behind them late too.
     public func removeTooLate<Item>(_ items: inout [Item], now: MonotonicInstant,
                                     ejectAt: (Item) -> MonotonicInstant?, expired: (Item) -> Void) {
-        guard items.contains(where: { isTooLate(ejectAt: ejectAt($0), now: now) }) else { return }
         var kept = 0
         for index in items.indices {
             if isTooLate(ejectAt: ejectAt(items[index]), now: now) {

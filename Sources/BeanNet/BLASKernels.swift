@@ -56,24 +56,14 @@ public enum BLASKernels {
     }
 
     /// What `selectForThisCPU` did.
-    public struct Selection: Sendable, Equatable, CustomStringConvertible {
+    public struct Selection: Sendable, Equatable {
         /// The kernels in use now.
         public var core: String
         /// OpenBLAS's own choice at load.
         public var openBLASChoice: String
         public var cpu: Level
-        /// The operator's `OPENBLAS_CORETYPE`, if set.
-        public var operatorCore: String?
 
         public var replaced: Bool { core != openBLASChoice }
-
-        public var description: String {
-            if let named = operatorCore, !named.isEmpty { return "\(core) (OPENBLAS_CORETYPE=\(named))" }
-            if replaced {
-                return "\(core) (OpenBLAS did not recognise this \(cpu) CPU and chose \(openBLASChoice))"
-            }
-            return core
-        }
     }
 
     /// The kernels in use.
@@ -95,6 +85,6 @@ public enum BLASKernels {
         if let core = replacement(forCore: chosen, cpu: cpu, operatorCore: named) {
             _ = beand_blas_select_core(core)
         }
-        return Selection(core: currentCore, openBLASChoice: chosen, cpu: cpu, operatorCore: named)
+        return Selection(core: currentCore, openBLASChoice: chosen, cpu: cpu)
     }
 }

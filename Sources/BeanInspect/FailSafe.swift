@@ -34,14 +34,16 @@ public struct FailSafe: Sendable, Hashable {
         return now.nanoseconds &+ ejectLeadNanoseconds >= ejectAt.nanoseconds
     }
 
-    /// Removes from `items` those already too late at `now` (keeping the others in order) and
-    /// passes each removed one to `expired`, in order. Lets a scorer skip beans that can no longer
-    /// be scored in time, instead of encoding them and making the beans behind them late too.
-    public func removeTooLate<Item>(_ items: inout [Item], now: MonotonicInstant,
+    /// Removes from `items` those that would be too late once scored, `scoringNanoseconds` after
+    /// `now` (keeping the others in order), and passes each removed one to `expired`, in order.
+    /// Lets a scorer skip beans that cannot be scored in time, instead of encoding them and making
+    /// the beans behind them late too.
+    public func removeTooLate<Item>(_ items: inout [Item], now: MonotonicInstant, scoringNanoseconds: UInt64 = 0,
                                     ejectAt: (Item) -> MonotonicInstant?, expired: (Item) -> Void) {
+        let scored = MonotonicInstant(nanoseconds: now.nanoseconds &+ scoringNanoseconds)
         var kept = 0
         for index in items.indices {
-            if isTooLate(ejectAt: ejectAt(items[index]), now: now) {
+            if isTooLate(ejectAt: ejectAt(items[index]), now: scored) {
                 expired(items[index])
             } else {
                 items.swapAt(kept, index)
@@ -82,5 +84,36 @@ public struct FailSafe: Sendable, Hashable {
             "\(rejected + passed) beans not scored before their eject time (\(action.rawValue)): "
                 + "\(rejected) rejected, \(passed) passed"
         }
+    }
+}
+
+/// How long one scorer takes to score a bean, learned from its own batches (encode, search and
+/// decision), so that it can tell which waiting beans it can still score before their eject time.
+/// Owned by that scorer's thread.
+///
+/// Under sustained overload the oldest waiting beans are always close to their eject time: a
+/// scorer that takes them because they are not late yet delivers their scores late, and scores
+/// none in time. Skipping the beans that a batch's duration would make late keeps it scoring
+/// about as many beans in time as it can encode.
+public struct ScoringPace: Sendable, Hashable {
+    /// Moving average of the time per bean (weight 1/4 for each new batch); 0 until measured.
+    public private(set) var nanosecondsPerBean: UInt64 = 0
+    private var batchesMeasured = 0
+
+    public init() {}
+
+    /// The time a batch of `count` beans is expected to take; 0 before the first measurement.
+    public func expectedNanoseconds(forBatchOf count: Int) -> UInt64 {
+        nanosecondsPerBean &* UInt64(max(count, 0))
+    }
+
+    /// Records one batch. The first is left out: it pays for the worker's arena and cold caches,
+    /// and would make the scorer skip beans it could score.
+    public mutating func record(batchOf count: Int, tookNanoseconds: UInt64) {
+        guard count > 0 else { return }
+        batchesMeasured += 1
+        guard batchesMeasured > 1 else { return }
+        let perBean = tookNanoseconds / UInt64(count)
+        nanosecondsPerBean = nanosecondsPerBean == 0 ? perBean : (nanosecondsPerBean * 3 + perBean) / 4
     }
 }

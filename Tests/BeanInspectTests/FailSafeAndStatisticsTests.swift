@@ -58,6 +58,37 @@ import Testing
         failSafe.removeTooLate(&fresh, now: MonotonicInstant(nanoseconds: 10_000), ejectAt: { $0.ejectAt }) { expired.append($0.id) }
         #expect(fresh.map(\.id) == [7, 8] && expired == [1, 4])
     }
+
+    @Test func removeTooLateCountsTheTimeScoringWillTake() {
+        let failSafe = FailSafe(ejectLeadNanoseconds: 1_000)
+        // Scoring takes 5,000 ns from now = 10,000: a bean due before 16,000 (lead included) would
+        // get its score too late; 16,000 exactly is too late as well (the lead is a minimum).
+        var beans: [(id: Int, ejectAt: MonotonicInstant?)] = [
+            (1, MonotonicInstant(nanoseconds: 12_000)), (2, MonotonicInstant(nanoseconds: 16_000)),
+            (3, MonotonicInstant(nanoseconds: 16_001)), (4, nil), (5, MonotonicInstant(nanoseconds: 15_999)),
+        ]
+        var expired: [Int] = []
+        failSafe.removeTooLate(&beans, now: MonotonicInstant(nanoseconds: 10_000), scoringNanoseconds: 5_000,
+                               ejectAt: { $0.ejectAt }) { expired.append($0.id) }
+        #expect(beans.map(\.id) == [3, 4])
+        #expect(expired == [1, 2, 5])
+    }
+
+    @Test func scoringPaceLearnsTheTimePerBeanAfterTheFirstBatch() {
+        var pace = ScoringPace()
+        #expect(pace.expectedNanoseconds(forBatchOf: 8) == 0)
+        pace.record(batchOf: 8, tookNanoseconds: 80_000_000)  // the first batch (warm-up) is left out
+        #expect(pace.expectedNanoseconds(forBatchOf: 8) == 0)
+        pace.record(batchOf: 8, tookNanoseconds: 8_000_000)
+        #expect(pace.nanosecondsPerBean == 1_000_000)
+        #expect(pace.expectedNanoseconds(forBatchOf: 3) == 3_000_000)
+        pace.record(batchOf: 4, tookNanoseconds: 20_000_000)  // 5 ms a bean: weight 1/4
+        #expect(pace.nanosecondsPerBean == 2_000_000)
+        pace.record(batchOf: 0, tookNanoseconds: 1_000_000_000)  // an empty batch teaches nothing
+        #expect(pace.nanosecondsPerBean == 2_000_000)
+        for _ in 0..<40 { pace.record(batchOf: 2, tookNanoseconds: 1_000_000) }
+        #expect(pace.nanosecondsPerBean >= 500_000 && pace.nanosecondsPerBean < 510_000)
+    }
 }
 
 @Suite struct LatencyHistogramTests {

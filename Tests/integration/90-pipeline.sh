@@ -49,15 +49,7 @@ with Journald():
     with TempDir() as d:
         model = os.path.join(d, "encoder.onnx")
         encoder(model)
-        info = json.loads(beanctl("model", "info", "--json", model))
-        store = os.path.join(d, "store")
-        os.makedirs(store)
-        vectors = np.concatenate([embed(model, crops(GOOD, 12)), embed(model, crops(DEFECT, 12))])
-        save_npy(os.path.join(d, "v1.npy"), vectors)
-        with open(os.path.join(d, "v1.labels"), "w") as f:
-            f.write("Normal\n" * 12 + "Black\n" * 12)
-        beanctl("store", "add", "--store", store, "--vectors", os.path.join(d, "v1.npy"), "--labels",
-                os.path.join(d, "v1.labels"), "--metric", "l2", "--fingerprint", info["fingerprint"])
+        store, info = labelled_store(d, model)
         photo = os.path.join(d, "scene.png")
         beans, defects = scene(photo, rows=22)
         print("scene: %d beans, %d defects" % (beans, defects))

@@ -90,6 +90,19 @@ def beanctl(*args):
     check(r.returncode == 0, "beanctl %s: %s" % (" ".join(args), r.stderr.strip()))
     return r.stdout
 
+def labelled_store(d, model):
+    """A store of 12 good and 12 defect (`Black`) synthetic crops embedded by `model` (onnxruntime),
+    published with `beanctl store add` under d/store. Returns (store path, `model info` JSON)."""
+    info = json.loads(beanctl("model", "info", "--json", model))
+    store = os.path.join(d, "store")
+    os.makedirs(store)
+    save_npy(os.path.join(d, "v1.npy"), np.concatenate([embed(model, crops(GOOD, 12)), embed(model, crops(DEFECT, 12))]))
+    with open(os.path.join(d, "v1.labels"), "w") as f:
+        f.write("Normal\n" * 12 + "Black\n" * 12)
+    beanctl("store", "add", "--store", store, "--vectors", os.path.join(d, "v1.npy"), "--labels",
+            os.path.join(d, "v1.labels"), "--metric", "l2", "--fingerprint", info["fingerprint"])
+    return store, info
+
 def config(d, model, store, photo, camera_extra="", inspect_extra="", drain_ms=3000, ring=4096, spool_extra=""):
     return write_config(d, log_target="journald", drain_timeout_ms=drain_ms, extra=f"""ring = {ring}
 [store]

@@ -279,11 +279,12 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
 
     /// Takes what the encode queue holds (a frame's beans arrive together), up to `maxBatch`;
     /// with `maxWaitNanoseconds` > 0 it then waits that long for more to fill the batch (fewer,
-    /// larger batches at the cost of latency). Beans already too late by `deadlines` (the
-    /// fail-safe's rule) are not encoded (`handOverExpired`).
+    /// larger batches at the cost of latency). Beans that would be too late by `deadlines` (the
+    /// fail-safe's rule) once scored at this scorer's pace are not encoded (`handOverUnreachable`).
     private func scorerLoop(token: LivenessToken, maxBatch: Int, maxWaitNanoseconds: UInt64, deadlines: FailSafe) {
         var batch: [PendingBean] = []
         batch.reserveCapacity(maxBatch)
+        var pace = ScoringPace()
         while true {
             token.beat()
             batch.removeAll(keepingCapacity: true)
@@ -300,18 +301,29 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
                                                into: &batch) > 0 else { break }
                 }
             }
-            handOverExpired(&batch, deadlines: deadlines)
-            if !batch.isEmpty { score(batch) }
+            handOverUnreachable(&batch, deadlines: deadlines, pace: pace)
+            // Beans handed over leave room that fresher ones behind them can take without a wait.
+            while !batch.isEmpty && batch.count < maxBatch
+                    && encodeQueue.popBatch(maxCount: maxBatch - batch.count, timeoutNanoseconds: 0, into: &batch) > 0 {
+                handOverUnreachable(&batch, deadlines: deadlines, pace: pace)
+            }
+            guard !batch.isEmpty else { continue }
+            let started = MonotonicInstant.now()
+            score(batch)
+            pace.record(batchOf: batch.count, tookNanoseconds: MonotonicInstant.now().nanoseconds &- started.nanoseconds)
         }
     }
 
-    /// Hands the beans whose eject time has come to the decision thread unscored, and keeps the
-    /// rest in `batch`. Under overload the encode queue holds beans that waited too long; encoding
-    /// them in turn made the beans behind them late too, until none was scored in time (an 80-pixel
-    /// encoder at 27,500 px/s: 0 of 1,078 beans/s scored). The decision thread gives an expired
-    /// bean the fail-safe verdict, as it would have after scoring it.
-    private func handOverExpired(_ batch: inout [PendingBean], deadlines: FailSafe) {
-        deadlines.removeTooLate(&batch, now: MonotonicInstant.now(), ejectAt: \.ejectAt) { bean in
+    /// Hands the beans that this batch's expected duration (`pace`) would make late to the decision
+    /// thread unscored, and keeps the rest in `batch`. Under overload the oldest waiting beans are
+    /// close to their eject time; encoding them anyway delivered their scores late and made the
+    /// beans behind them late too, until none was scored in time (an 80-pixel encoder at
+    /// 27,500 px/s: 0 of 1,078 beans/s scored). The decision thread gives a skipped bean the
+    /// fail-safe verdict, as it would have after scoring it too late.
+    private func handOverUnreachable(_ batch: inout [PendingBean], deadlines: FailSafe, pace: ScoringPace) {
+        deadlines.removeTooLate(&batch, now: MonotonicInstant.now(),
+                                scoringNanoseconds: pace.expectedNanoseconds(forBatchOf: batch.count),
+                                ejectAt: \.ejectAt) { bean in
             handOver(Outcome(bean: bean, decision: nil, neighbors: [], embedded: nil))
         }
     }

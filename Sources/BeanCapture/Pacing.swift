@@ -9,7 +9,8 @@ final class StopFlag: Sendable {
 
 /// Paces a synthetic source to a frame rate on the monotonic clock. Frames are scheduled at
 /// start + n/fps, not "sleep 1/fps after each frame", so generation time does not slow the rate;
-/// a source that falls behind by more than a frame restarts the schedule instead of bursting.
+/// a source that falls behind by more than a frame restarts the schedule instead of bursting
+/// (`waitForNextFrame`), or skips to the frame due now (`waitForDueFrame`).
 struct FramePacer {
     let fps: Double
     private var start: UInt64 = 0
@@ -30,6 +31,34 @@ struct FramePacer {
             index = 0
         }
         index += 1
+    }
+
+    /// For a source that shows a scene moving in real time (the belt simulator): waits until the
+    /// next frame is due and returns its index and due time. A source that has fallen more than a
+    /// frame behind skips to the latest frame already due, as a camera's driver drops the frames
+    /// nobody took, so that a frame's content always matches its time. (Restarting the schedule
+    /// instead, as `waitForNextFrame` does for replays, showed the belt one frame further on while
+    /// the clock had moved on by the whole stall: the tracker then saw the belt slow down, lost
+    /// its tracks and decided some beans twice.)
+    mutating func waitForDueFrame(stop: StopFlag) -> (index: UInt64, due: UInt64) {
+        let now = monotonicNanoseconds()
+        guard fps > 0 else {
+            defer { index += 1 }
+            return (index, now)
+        }
+        if index == 0 { start = now }
+        var due = start + UInt64(Double(index) * 1e9 / fps)
+        if due > now {
+            interruptibleSleep(seconds: Double(due - now) / 1e9) { stop.isRaised }
+        } else {
+            let latest = UInt64((Double(now - start) * fps / 1e9).rounded(.down))
+            if latest > index {
+                index = latest
+                due = start + UInt64(Double(index) * 1e9 / fps)
+            }
+        }
+        defer { index += 1 }
+        return (index, due)
     }
 }
 

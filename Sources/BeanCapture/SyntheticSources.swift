@@ -5,7 +5,8 @@ import BeanCore
 
 /// How a synthetic source spaces its frames in time.
 public enum Pacing: Sendable, Equatable {
-    /// Frames leave at the configured fps on the wall clock; `captured` is the real time.
+    /// Frames leave at the configured fps on the wall clock; `captured` is the real time (the belt
+    /// simulator's: the time the frame was due, which its content shows).
     case realtime
     /// Frames are produced as fast as they are taken; `captured` is the start time plus
     /// sequence / fps, so the stream looks like a camera at that fps (load tests, replays in tests).
@@ -200,7 +201,19 @@ public final class BeltSimulator: FrameSource {
 
     public func nextFrame() throws -> Frame? {
         if !settings.wrap && beltOffset(atFrame: sequence) > period { return nil }
-        pacer.waitForNextFrame(stop: stop)
+        let captured: MonotonicInstant
+        switch pacing {
+        case .realtime:
+            // Frame n shows the belt at n × pixelsPerFrame and is stamped with its due time, even
+            // when it is produced late; frames the thread was too late for are skipped (gaps in
+            // the sequence numbers), as with a real camera.
+            let (index, due) = pacer.waitForDueFrame(stop: stop)
+            self.sequence = index
+            captured = MonotonicInstant(nanoseconds: due)
+            if !settings.wrap && beltOffset(atFrame: index) > period { return nil }
+        case .unpaced:
+            captured = timestamp(for: sequence)
+        }
         if stop.isRaised { return nil }
         let w = settings.windowWidth, h = settings.windowHeight
         let sequence = self.sequence
@@ -229,12 +242,12 @@ public final class BeltSimulator: FrameSource {
             }
         }
         self.sequence += 1
-        return Frame(camera: name, sequence: sequence, captured: timestamp(for: sequence),
+        return Frame(camera: name, sequence: sequence, captured: captured,
                      width: w, height: h, format: .rgb24, pixels: pixels)
     }
 
+    /// Unpaced frames: the start time plus the frame's place in the schedule.
     private func timestamp(for sequence: UInt64) -> MonotonicInstant {
-        guard pacing == .unpaced else { return .now() }
         let origin = start ?? .now()
         start = origin
         return MonotonicInstant(nanoseconds: origin.nanoseconds + UInt64(Double(sequence) * 1e9 / settings.fps))

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import BeanCore
 import Testing
 @testable import BeanCapture
@@ -166,6 +169,32 @@ import Testing
                                     settings: .init(windowWidth: 20, windowHeight: 20, beltSpeed: 100, fps: 10, wrap: false))
         let first = try #require(try sim.nextFrame())
         #expect(pixel(first, 0, 0) == [200, 200, 200])
+    }
+
+    /// A capture thread that falls behind (here: 250 ms without taking a frame at 20 fps) gets the
+    /// frame due now, not the next one late: its number, its time stamp and the belt it shows agree,
+    /// as with a real camera whose driver dropped the frames nobody took.
+    @Test func realtimeFrameAfterAStallShowsTheBeltOfItsTime() throws {
+        // 200 px/s at 20 fps: 10 px per frame; the photo's bean enters a 20 px window from the top.
+        let sim = try BeltSimulator(name: "b", photo: photo(),
+                                    settings: .init(windowWidth: 20, windowHeight: 20, beltSpeed: 200, fps: 20,
+                                                    wrap: true, beltColor: belt), pacing: .realtime)
+        let first = try #require(try sim.nextFrame())
+        let second = try #require(try sim.nextFrame())
+        #expect(second.sequence == first.sequence + 1)
+        #expect(second.captured.nanoseconds - first.captured.nanoseconds == 50_000_000)
+        usleep(250_000)
+        let late = try #require(try sim.nextFrame())
+        let skipped = late.sequence - second.sequence
+        #expect(skipped >= 5, "frames skipped after a 250 ms stall at 20 fps: \(skipped - 1)")
+        #expect(late.captured.nanoseconds - first.captured.nanoseconds == late.sequence * 50_000_000)
+        // The content is that of frame `late.sequence` (positions follow the frame number).
+        let unpaced = try simulator(wrap: true, width: 20, height: 20)
+        var reference: Frame?
+        for _ in 0...late.sequence { reference = try unpaced.nextFrame() }
+        #expect(late.pixels == (try #require(reference)).pixels)
+        let next = try #require(try sim.nextFrame())
+        #expect(next.sequence == late.sequence + 1)
     }
 
     @Test func rejectsBadSettings() {

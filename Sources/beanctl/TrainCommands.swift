@@ -171,6 +171,8 @@ struct TrainBackbone: ParsableCommand {
     var colour: Float = BackboneOptions().augmentation.colour
     @Option(help: "contrastive objectives: NT-Xent temperature (lower: harder negatives).")
     var temperature: Float = BackboneOptions().temperature
+    @Option(help: "contrastive: local views of each crop besides its two views (multi-crop; half the crop's side, 35–60 % of the crop; 0 = off).")
+    var localViews: Int = BackboneOptions().localViews
     @Flag(help: "Continue from OUT/backbone.ckpt.") var resume = false
     @OptionGroup var source: CropSourceOptions
 
@@ -200,6 +202,11 @@ struct TrainBackbone: ParsableCommand {
         options.augmentation.colour = colour
         guard temperature >= 0.01, temperature <= 10 else { throw ValidationError("--temperature must be 0.01…10, got \(temperature)") }
         options.temperature = temperature
+        guard (0...8).contains(localViews) else { throw ValidationError("--local-views must be 0…8, got \(localViews)") }
+        guard localViews == 0 || objective == .contrastive else {
+            throw ValidationError("--local-views applies to --objective contrastive, not \(objective.rawValue)")
+        }
+        options.localViews = localViews
         try options.validate()
 
         let files = try TrainingCrops.imageFiles(under: crops)
@@ -217,7 +224,8 @@ struct TrainBackbone: ParsableCommand {
             try trainer.resume(from: checkpoint)
             stderrLine("resumed from \(checkpoint) after epoch \(trainer.epochsDone)")
         }
-        stderrLine("pre-training (\(objective.rawValue)) on \(images.count) crops, trunk \(options.shape), \(trainer.model.trunk.parameterCount) parameters, \(options.epochs) epochs")
+        let local = localViews > 0 ? ", \(localViews) local views" : ""
+        stderrLine("pre-training (\(objective.rawValue)\(local)) on \(images.count) crops, trunk \(options.shape), \(trainer.model.trunk.parameterCount) parameters, \(options.epochs) epochs")
         let cpuStart = cpuSeconds()
         let wallStart = Date()
         var bar = ProgressLine("epoch \(trainer.epochsDone + 1)/\(options.epochs)")

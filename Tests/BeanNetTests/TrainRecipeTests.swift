@@ -75,6 +75,101 @@ private func syntheticCrops(count: Int, size: Int = 16, seed: UInt64) -> (CropIm
         }
     }
 
+    @Test func multiPositiveIsNtXentForTwoViewsAndItsGradientMatchesFiniteDifferences() {
+        var rng = SeededRandom(seed: 8)
+        let d = 4
+        let pairs = Tensor(shape: [6, d], data: (0..<(6 * d)).map { _ in rng.normal() * 0.5 })
+        // Two views of each of three crops: SimCLR's NT-Xent, written out here as its definition.
+        let n = 6, invT: Float = 2
+        var expected: Float = 0
+        for i in 0..<n {
+            func logit(_ j: Int) -> Float { (0..<d).reduce(Float(0)) { $0 + pairs.data[i * d + $1] * pairs.data[j * d + $1] } * invT }
+            let others = (0..<n).filter { $0 != i }
+            let logZ = log(others.reduce(Float(0)) { $0 + exp(logit($1)) })
+            expected += (logZ - logit((i + 3) % n)) / Float(n)
+        }
+        let two = ContrastiveLoss.multiPositive(pairs, groups: [0, 1, 2, 0, 1, 2], temperature: 0.5)
+        #expect(abs(two.loss - expected) < 1e-5, "\(two.loss) against \(expected)")
+        #expect(ContrastiveLoss.ntXent(pairs, temperature: 0.5).loss == two.loss)
+        // Three crops, four views each (two views and two local views), rows in view-major order.
+        let groups = (0..<4).flatMap { _ in [0, 1, 2] }
+        let z = Tensor(shape: [12, d], data: (0..<(12 * d)).map { _ in rng.normal() * 0.5 })
+        let (_, grad) = ContrastiveLoss.multiPositive(z, groups: groups, temperature: 0.5)
+        let h: Float = 1e-2
+        for i in 0..<(12 * d) {
+            var plus = z, minus = z
+            plus.data[i] += h
+            minus.data[i] -= h
+            let numeric = (ContrastiveLoss.multiPositive(plus, groups: groups, temperature: 0.5).loss
+                - ContrastiveLoss.multiPositive(minus, groups: groups, temperature: 0.5).loss) / (2 * h)
+            #expect(abs(numeric - grad.data[i]) <= 1e-3 + 1e-2 * abs(numeric), "dL/dz[\(i)]: analytic \(grad.data[i]), numeric \(numeric)")
+        }
+    }
+
+    /// A local view of half the crop's side at half the output side shows the crop's own pixels
+    /// (one output pixel per crop pixel), from the crop's middle.
+    @Test func localViewsShowPartOfTheCropAtItsOwnResolution() throws {
+        let size = 16
+        let pixels = (0..<(size * size * 3)).map { UInt8(($0 * 7) % 251) }
+        let images = try CropImages(size: size, pixels: pixels)
+        let tensorizer = CropTensorizer(mean: [0, 0, 0], std: [1, 1, 1])
+        var rng = SeededRandom(seed: 2)
+        let views = tensorizer.localBatch(images, indices: [0, 0], views: 3, side: size / 2, fractionRange: 0.5...0.5,
+                                          augmentation: .none, rng: &rng)
+        #expect(views.shape == [6, 3, size / 2, size / 2])
+        let plane = (size / 2) * (size / 2)
+        for view in 0..<6 {
+            // Find where the view's top-left pixel sits in the crop; the rest must follow 1:1.
+            let values = Array(views.data[(view * 3 * plane)..<((view * 3 + 1) * plane)])
+            let half = size / 2
+            func shows(_ ox: Int, _ oy: Int) -> Bool {
+                for y in 0..<half {
+                    for x in 0..<half {
+                        let crop = Float(pixels[((oy + y) * size + ox + x) * 3]) / 255
+                        if abs(values[y * half + x] - crop) > 1e-6 { return false }
+                    }
+                }
+                return true
+            }
+            var matches: [(x: Int, y: Int)] = []
+            for oy in 0...(size - half) { for ox in 0...(size - half) where shows(ox, oy) { matches.append((ox, oy)) } }
+            #expect(matches.count == 1, "view \(view): \(matches.count) placements in the crop")
+            if let origin = matches.first {
+                // Centres within ±0.7 of the slack in x (along the bean) and ±0.5 in y, (16 / 2) × (1 − 0.5) = 4 px.
+                #expect(abs(origin.x - size / 4) <= 3 && abs(origin.y - size / 4) <= 2, "view \(view) at \(origin.x), \(origin.y)")
+            }
+        }
+    }
+
+    @Test func multiCropPretrainingLowersTheLossAndResumesWithItsSetting() throws {
+        let (images, _) = syntheticCrops(count: 32, size: 16, seed: 5)
+        var options = BackboneOptions()
+        options.shape = .tiny
+        options.epochs = 12
+        options.batch = 16
+        options.learningRate = 3e-3
+        options.seed = 9
+        options.localViews = 2
+        let trainer = try BackboneTrainer(options: options, images: images)
+        let running = trainer.model.whole.buffers.map(\.value)
+        var losses: [Float] = []
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("multicrop-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try trainer.train(checkpoint: directory + "/ckpt", epochEnd: { losses.append($0.meanLoss) })
+        let first = (losses[0] + losses[1]) / 2, last = (losses[10] + losses[11]) / 2
+        #expect(last < first * 0.9, "loss per epoch: \(losses)")
+        #expect(trainer.model.whole.buffers.map(\.value) != running, "batch-norm statistics learned from the two views")
+        var other = options
+        other.localViews = 0
+        #expect(throws: TrainingError.self) { try BackboneTrainer(options: other, images: images).resume(from: directory + "/ckpt") }
+        other.localViews = 2
+        try BackboneTrainer(options: other, images: images).resume(from: directory + "/ckpt")
+        var wrong = options
+        wrong.objective = .cutpaste
+        #expect(throws: TrainingError.self) { try wrong.validate() }
+    }
+
     @Test func ntXentIsLowerWhenViewsAgree() {
         var rng = SeededRandom(seed: 4)
         let half = 4, d = 8

@@ -15,6 +15,9 @@ if [ ! -x "$BIN/beanctl" ]; then echo "FAIL: $BIN/beanctl not built"; exit 1; fi
 WORK=$(mktemp -d /tmp/beand-train.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
+# Whether the last command's output ($out) matches: a here-string, not `echo | grep -q`, whose
+# echo can die of SIGPIPE when grep stops at an early match, failing the pipe under pipefail.
+out_has() { grep -q "$@" <<<"$out"; }
 
 # 2 labels × 12 beans of 64×64 crops (PNG), one photo per bean: {label}/{id}; and a second tree
 # of 2 × 6 beans of 48×48 crops for --crop-size.
@@ -80,7 +83,7 @@ $T backbone --crops "$WORK/tree" --out "$WORK/views" --epochs 2 --seed 3 "${VIEW
 grep -q "pre-training (contrastive+cutpaste)" "$WORK/views.err" && grep -q "backbone.onnx" "$WORK/views.out" \
   || { cat "$WORK/views.err"; fail "combined objective: no summary or no exported trunk"; }
 out=$($T backbone --crops "$WORK/tree" --out "$WORK/views" --epochs 3 --seed 3 --resume "${VIEWS[@]}" --rotate 20 "${COMMON[@]}" 2>&1); rc=$?
-[ $rc -ne 0 ] && echo "$out" | grep -q "rotation = 10.0, this run has 20.0" || fail "resume with another --rotate: rc $rc, '$out'"
+[ $rc -ne 0 ] && out_has "rotation = 10.0, this run has 20.0" || fail "resume with another --rotate: rc $rc, '$out'"
 echo "ok: view options and contrastive+cutpaste; resume with another rotation refused"
 # The multi-scale contrastive objective: a head trains on its checkpoint (whose projector differs).
 $T backbone --crops "$WORK/tree" --out "$WORK/ms" --epochs 2 --seed 3 --objective contrastive-multiscale "${COMMON[@]}" >"$WORK/ms.out" 2>"$WORK/ms.err" \
@@ -89,6 +92,13 @@ grep -q "pre-training (contrastive-multiscale)" "$WORK/ms.err" || { cat "$WORK/m
 $T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --backbone "$WORK/ms/backbone.ckpt" --out "$WORK/ms.onnx" \
   --steps 5 --threads 1 >/dev/null 2>"$WORK/ms-head.err" || { cat "$WORK/ms-head.err"; fail "train head on a contrastive-multiscale backbone exited non-zero"; }
 echo "ok: contrastive-multiscale backbone, and a head on it"
+# Multi-crop: local views besides the two views; the checkpoint records their number.
+$T backbone --crops "$WORK/tree" --out "$WORK/mc" --epochs 1 --seed 3 --local-views 2 "${COMMON[@]}" >"$WORK/mc.out" 2>"$WORK/mc.err" \
+  || { cat "$WORK/mc.err"; fail "train backbone --local-views 2 exited non-zero"; }
+grep -q "pre-training (contrastive, 2 local views)" "$WORK/mc.err" || { cat "$WORK/mc.err"; fail "no multi-crop summary"; }
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/mc" --epochs 2 --seed 3 --resume --local-views 3 "${COMMON[@]}" 2>&1); rc=$?
+[ $rc -ne 0 ] && out_has "local_views = 2, this run has 3" || fail "resume with other --local-views: rc $rc, '$out'"
+echo "ok: multi-crop backbone (--local-views); resume with another number refused"
 
 # --crop-size: a backbone pre-trained on 48×48 crops (with a stride-3 stem); train head takes that
 # size from its checkpoint and exports a 48×48 encoder that the runtime and onnxruntime run alike;
@@ -114,9 +124,9 @@ assert ref.shape == (3, 128) and err <= 1e-4, (ref.shape, err)
 EOF
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --crop-size 64 --backbone "$WORK/small/backbone.ckpt" \
   --out "$WORK/bad.onnx" --threads 1 2>&1); rc=$?
-[ $rc -ne 0 ] && echo "$out" | grep -q "was pre-trained on 48×48 crops, this run cuts 64×64" || fail "head size unlike the backbone's: rc $rc, '$out'"
+[ $rc -ne 0 ] && out_has "was pre-trained on 48×48 crops, this run cuts 64×64" || fail "head size unlike the backbone's: rc $rc, '$out'"
 out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --crop-size 8 2>&1); rc=$?
-[ $rc -eq 64 ] && echo "$out" | grep -q -- "--crop-size must be 16…512, got 8" || fail "--crop-size 8: rc $rc, '$out'"
+[ $rc -eq 64 ] && out_has -- "--crop-size must be 16…512, got 8" || fail "--crop-size 8: rc $rc, '$out'"
 # The size from a config's camera (crop_size) when --crop-size is not given.
 cat >"$WORK/cam48.toml" <<TOML
 [[camera]]
@@ -131,11 +141,11 @@ grep -q "^12 crops, 0 photos without a crop" "$WORK/crops48.out" || { cat "$WORK
 $T crops --tree "$WORK/tree" --crop-cache "$WORK/c64.cache" --out "$WORK/crops64" --threads 1 >/dev/null 2>&1 || fail "train crops with a cache exited non-zero"
 cp "$WORK/c64.cache" "$WORK/c64.before"
 out=$($T crops --tree "$WORK/tree48" --crop-size 48 --crop-cache "$WORK/c64.cache" --out "$WORK/crops48b" --threads 1 2>&1); rc=$?
-[ $rc -ne 0 ] && echo "$out" | grep -q "c64.cache: not a crop cache of 48×48 crops (crop size differs); delete it to rebuild" \
+[ $rc -ne 0 ] && out_has "c64.cache: not a crop cache of 48×48 crops (crop size differs); delete it to rebuild" \
   || fail "a 64-pixel cache read at 48: rc $rc, '$out'"
 cmp -s "$WORK/c64.cache" "$WORK/c64.before" || fail "the refused run changed the crop cache"
 out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --stem-stride 5 2>&1); rc=$?
-[ $rc -eq 64 ] && echo "$out" | grep -q -- "--stem-stride must be 1…4, got 5" || fail "--stem-stride 5: rc $rc, '$out'"
+[ $rc -eq 64 ] && out_has -- "--stem-stride must be 1…4, got 5" || fail "--stem-stride 5: rc $rc, '$out'"
 echo "ok: --crop-size 48 --stem-stride 3 backbone and head, a 48×48 encoder; a camera's crop_size; another size, a cache of another size, --crop-size 8 and --stem-stride 5 refused"
 
 # Head: one ONNX encoder + a store; the runtime and onnxruntime agree on it.
@@ -190,7 +200,7 @@ grep -q "^head: 8 labelled beans, 8 usable photos (Black 2, Normal 6); good shar
   || { cat "$WORK/share.err"; fail "--good-share 0.75 of 8 beans did not give 6 good beans"; }
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --good-share 2 --backbone "$WORK/straight/backbone.ckpt" \
   --out "$WORK/bad.onnx" 2>&1); rc=$?
-[ $rc -ne 0 ] && echo "$out" | grep -q "good-share must be a share from 0 to 1 or 'proportional', got 2.0" || fail "--good-share 2: rc $rc, '$out'"
+[ $rc -ne 0 ] && out_has "good-share must be a share from 0 to 1 or 'proportional', got 2.0" || fail "--good-share 2: rc $rc, '$out'"
 echo "ok: --good-share 0.75 gives 6 good of 8 labelled beans; --good-share 2 refused"
 # The patch-novelty coordinate (--patch-novelty): the encoder stays 128-d, holds the novelty
 # nodes, and onnxruntime runs it with the runtime's outputs; the default head has no such nodes.
@@ -217,15 +227,15 @@ print(f"ok: patch-novelty encoder {ref.shape[1]}-d, runtime vs onnxruntime max a
 EOF
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --good-share 0 --patch-novelty 50 --backbone "$WORK/straight/backbone.ckpt" \
   --out "$WORK/nogood.onnx" --steps 5 --threads 1 2>&1); rc=$?
-[ $rc -ne 0 ] && echo "$out" | grep -q "patch novelty needs labelled good beans: none among the .* (--patch-novelty 0 turns it off)" \
+[ $rc -ne 0 ] && out_has "patch novelty needs labelled good beans: none among the .* (--patch-novelty 0 turns it off)" \
   || fail "no good beans with the novelty coordinate: rc $rc, '$out'"
 [ -e "$WORK/nogood.onnx" ] && fail "a refused head run still wrote its encoder"
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --head mlp --patch-novelty 10 --backbone "$WORK/straight/backbone.ckpt" \
   --out "$WORK/bad.onnx" 2>&1); rc=$?
-[ $rc -ne 0 ] && echo "$out" | grep -q "patch-novelty applies to --head multi-scale" || fail "--head mlp --patch-novelty: rc $rc, '$out'"
+[ $rc -ne 0 ] && out_has "patch-novelty applies to --head multi-scale" || fail "--head mlp --patch-novelty: rc $rc, '$out'"
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --patch-novelty 10 --novelty-weight 0 --backbone "$WORK/straight/backbone.ckpt" \
   --out "$WORK/bad.onnx" 2>&1); rc=$?
-[ $rc -ne 0 ] && echo "$out" | grep -q "patch-novelty bank must be ≥ 0 patches and its weight positive, got 10, 0.0" || fail "--novelty-weight 0: rc $rc, '$out'"
+[ $rc -ne 0 ] && out_has "patch-novelty bank must be ≥ 0 patches and its weight positive, got 10, 0.0" || fail "--novelty-weight 0: rc $rc, '$out'"
 echo "ok: no good beans, the mlp head or a zero weight refused with --patch-novelty"
 for m in tuned mlp pooled; do
   "$BIN/beanctl" model run "$WORK/$m.onnx" --input "$WORK/x.npy" --output "$WORK/$m.y.npy" >/dev/null || fail "beand's runtime cannot run $m.onnx"
@@ -249,33 +259,37 @@ EOF
 
 # Bad input.
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --backbone "$WORK/straight/backbone.ckpt" --out "$WORK/e.onnx" --head mlp --fine-tune-steps 5 2>&1); rc=$?
-[ $rc -eq 64 ] && echo "$out" | grep -q -- "--fine-tune-steps applies to --head multi-scale" || fail "--head mlp --fine-tune-steps: rc $rc, '$out'"
+[ $rc -eq 64 ] && out_has -- "--fine-tune-steps applies to --head multi-scale" || fail "--head mlp --fine-tune-steps: rc $rc, '$out'"
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --backbone "$WORK/straight/backbone.ckpt" --out "$WORK/e.onnx" --freeze-trunk 2>&1); rc=$?
-[ $rc -eq 64 ] && echo "$out" | grep -q -- "apply to --head mlp only" || fail "multi-scale --freeze-trunk: rc $rc, '$out'"
+[ $rc -eq 64 ] && out_has -- "apply to --head mlp only" || fail "multi-scale --freeze-trunk: rc $rc, '$out'"
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --backbone "$WORK/straight/backbone.ckpt" --out "$WORK/e.onnx" --head wide 2>&1); rc=$?
-[ $rc -eq 64 ] && echo "$out" | grep -q "wide" || fail "--head wide: rc $rc, '$out'"
+[ $rc -eq 64 ] && out_has "wide" || fail "--head wide: rc $rc, '$out'"
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --backbone "$WORK/straight/backbone.ckpt" --out "$WORK/e.onnx" --head mlp --pool-input 2>&1); rc=$?
-[ $rc -eq 64 ] && echo "$out" | grep -q -- "--pool-input applies to --head multi-scale" || fail "--head mlp --pool-input: rc $rc, '$out'"
+[ $rc -eq 64 ] && out_has -- "--pool-input applies to --head multi-scale" || fail "--head mlp --pool-input: rc $rc, '$out'"
 mkdir -p "$WORK/empty"
 out=$($T backbone --crops "$WORK/empty" --out "$WORK/x" 2>&1); rc=$?
-[ $rc -ne 0 ] && echo "$out" | grep -q "empty: no JPEG or PNG images" || fail "empty crop dir: rc $rc, '$out'"
+[ $rc -ne 0 ] && out_has "empty: no JPEG or PNG images" || fail "empty crop dir: rc $rc, '$out'"
 out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --zoom=-1 2>&1); rc=$?
-[ $rc -eq 64 ] && echo "$out" | grep -q -- "--zoom must be 0…3" || fail "--zoom -1: rc $rc, '$out'"
+[ $rc -eq 64 ] && out_has -- "--zoom must be 0…3" || fail "--zoom -1: rc $rc, '$out'"
 out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --rotate 200 2>&1); rc=$?
-[ $rc -eq 64 ] && echo "$out" | grep -q -- "--rotate must be 0…180 degrees" || fail "--rotate 200: rc $rc, '$out'"
+[ $rc -eq 64 ] && out_has -- "--rotate must be 0…180 degrees" || fail "--rotate 200: rc $rc, '$out'"
 out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --brightness 1.5 2>&1); rc=$?
-[ $rc -eq 64 ] && echo "$out" | grep -q -- "--brightness must be in \[0, 1)" || fail "--brightness 1.5: rc $rc, '$out'"
+[ $rc -eq 64 ] && out_has -- "--brightness must be in \[0, 1)" || fail "--brightness 1.5: rc $rc, '$out'"
 out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --colour=-0.1 2>&1); rc=$?
-[ $rc -eq 64 ] && echo "$out" | grep -q -- "--colour must be in \[0, 1)" || fail "--colour -0.1: rc $rc, '$out'"
+[ $rc -eq 64 ] && out_has -- "--colour must be in \[0, 1)" || fail "--colour -0.1: rc $rc, '$out'"
 out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --temperature 0 2>&1); rc=$?
-[ $rc -eq 64 ] && echo "$out" | grep -q -- "--temperature must be 0.01…10" || fail "--temperature 0: rc $rc, '$out'"
+[ $rc -eq 64 ] && out_has -- "--temperature must be 0.01…10" || fail "--temperature 0: rc $rc, '$out'"
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --local-views 9 2>&1); rc=$?
+[ $rc -eq 64 ] && out_has -- "--local-views must be 0…8, got 9" || fail "--local-views 9: rc $rc, '$out'"
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --objective cutpaste --local-views 2 2>&1); rc=$?
+[ $rc -eq 64 ] && out_has -- "--local-views applies to --objective contrastive, not cutpaste" || fail "cutpaste --local-views: rc $rc, '$out'"
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 0 --backbone "$WORK/straight/backbone.ckpt" --out "$WORK/e.onnx" 2>&1); rc=$?
-[ $rc -eq 64 ] && echo "$out" | grep -q -- "--labels must be at least 1" || fail "--labels 0: rc $rc, '$out'"
+[ $rc -eq 64 ] && out_has -- "--labels must be at least 1" || fail "--labels 0: rc $rc, '$out'"
 head -c 100 "$WORK/straight/backbone.ckpt" >"$WORK/truncated.ckpt"
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --backbone "$WORK/truncated.ckpt" --out "$WORK/e.onnx" 2>&1); rc=$?
-[ $rc -ne 0 ] && echo "$out" | grep -q "truncated.ckpt" || fail "truncated checkpoint: rc $rc, '$out'"
+[ $rc -ne 0 ] && out_has "truncated.ckpt" || fail "truncated checkpoint: rc $rc, '$out'"
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --backbone "$WORK/missing.ckpt" --out "$WORK/e.onnx" 2>&1); rc=$?
-[ $rc -ne 0 ] && echo "$out" | grep -q "missing.ckpt" || fail "missing checkpoint: rc $rc, '$out'"
+[ $rc -ne 0 ] && out_has "missing.ckpt" || fail "missing checkpoint: rc $rc, '$out'"
 [ ! -e "$WORK/e.onnx" ] || fail "a failed run left an encoder behind"
 echo "ok: bad input refused with reasons"
 echo "PASS"

@@ -12,7 +12,7 @@ PY=${BEAND_PY:-python3}; [ -x "$PY" ] || PY=python3
 if ! command -v qemu-system-x86_64 >/dev/null; then
   echo "SKIP: qemu-system-x86_64 is not installed (Deploy/install-deps.sh installs qemu-system-x86)"; exit 77
 fi
-if ! timeout 10 qemu-system-x86_64 -accel help 2>/dev/null | grep -qx tcg; then
+if ! grep -qx tcg <<<"$(timeout 10 qemu-system-x86_64 -accel help 2>/dev/null)"; then
   echo "SKIP: qemu-system-x86_64 here has no TCG accelerator, so it cannot boot the test kernel"; exit 77
 fi
 for tool in busybox cpio depmod dpkg-deb apt-get; do

@@ -161,6 +161,14 @@ public struct BackboneOptions: Sendable, Equatable {
     public var augmentation = Augmentation()
     /// At most this many steps per epoch (0 = the whole set); for smoke runs and tests.
     public var maxStepsPerEpoch = 0
+    /// `contrastive` only: this many local views of each crop besides its two views (multi-crop,
+    /// as in SwAV and DINO): half the crop's side, showing 35–60 % of it at about its own
+    /// resolution. Every view of a crop is a positive of every other (`ContrastiveLoss.multiPositive`).
+    /// 0 = off.
+    public var localViews = 0
+    /// Side of a local view as a fraction of the crop's side, and the part of the crop it shows.
+    public static let localViewScale = 2
+    public static let localViewFractions: ClosedRange<Float> = 0.35...0.6
 
     public init() {}
 
@@ -169,6 +177,10 @@ public struct BackboneOptions: Sendable, Equatable {
         guard epochs >= 1 else { throw TrainingError("--epochs must be at least 1, got \(epochs)") }
         guard batch >= 2 else { throw TrainingError("--batch must be at least 2, got \(batch)") }
         guard learningRate > 0, learningRate.isFinite else { throw TrainingError("--lr must be positive, got \(learningRate)") }
+        guard (0...8).contains(localViews) else { throw TrainingError("--local-views must be 0…8, got \(localViews)") }
+        guard localViews == 0 || objective == .contrastive else {
+            throw TrainingError("--local-views needs --objective contrastive, not \(objective.rawValue)")
+        }
     }
 }
 
@@ -213,7 +225,8 @@ public final class BackboneTrainer {
          "stem_stride": String(options.shape.stemStride), "crop_size": String(images.size),
          "seed": String(options.seed), "zoom": String(options.augmentation.zoom),
          "brightness": String(options.augmentation.brightness), "colour": String(options.augmentation.colour),
-         "temperature": String(options.temperature), "rotation": String(options.augmentation.rotation)]
+         "temperature": String(options.temperature), "rotation": String(options.augmentation.rotation),
+         "local_views": String(options.localViews)]
     }
 
     /// Loads the state of an earlier run of the same configuration.
@@ -222,9 +235,9 @@ public final class BackboneTrainer {
         // Checkpoints from before these settings were options were made with these values.
         let defaults = ["zoom": String(Float(0)), "brightness": String(Augmentation().brightness),
                         "colour": String(Augmentation().colour), "temperature": String(BackboneOptions().temperature),
-                        "rotation": String(Float(0))]
+                        "rotation": String(Float(0)), "local_views": "0"]
         for key in ["objective", "widths", "blocks", "stem_stride", "crop_size", "seed", "zoom", "brightness", "colour",
-                    "temperature", "rotation"] {
+                    "temperature", "rotation", "local_views"] {
             let made = checkpoint.metadata[key] ?? defaults[key]
             guard made == checkpointMetadata[key] else {
                 throw TrainingError("\(path): checkpoint was made with \(key) = \(checkpoint.metadata[key] ?? "none"), this run has \(checkpointMetadata[key] ?? "none")")
@@ -278,6 +291,8 @@ public final class BackboneTrainer {
             let (l, g) = Loss.mse(y, x)
             _ = model.trunk.backward(model.extra.backward(g))
             loss = l
+        case .contrastive where options.localViews > 0:
+            loss = multiCropStep(indices)
         case .contrastive:
             // Two independently augmented views of every crop, stacked: rows i and i + B pair up.
             let a = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
@@ -331,6 +346,40 @@ public final class BackboneTrainer {
 }
 
 extension BackboneTrainer {
+    /// One multi-crop contrastive step: the two views of each crop as in `contrastive`, and
+    /// `localViews` local views of it, smaller, so they go through the trunk as a batch of their
+    /// own. The loss ties every view of a crop to all its others. The layers keep the activations
+    /// of their last forward only, so the local views are run forward twice: once for the loss,
+    /// and again, after the two views' backward pass, for their own. The batch-norm running
+    /// statistics come from the two views only, as without local views: the local views would
+    /// pull them towards close-ups the encoder never sees in use.
+    func multiCropStep(_ indices: [Int]) -> Float {
+        let b = indices.count, views = options.localViews
+        let side = max(8, images.size / BackboneOptions.localViewScale)
+        let a = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
+        let v = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
+        let local = tensorizer.localBatch(images, indices: indices, views: views, side: side,
+                                          fractionRange: BackboneOptions.localViewFractions,
+                                          augmentation: options.augmentation, rng: &random)
+        let global = Tensor(shape: [2 * b] + Array(a.shape.dropFirst()), data: a.data + v.data)
+        let buffers = model.whole.buffers
+        let statistics = buffers.map(\.value)
+        func restoreStatistics() { for (buffer, value) in zip(buffers, statistics) { buffer.value = value } }
+        let zLocal = model.extra.forward(model.trunk.forward(local, training: true), training: true)
+        restoreStatistics()
+        let zGlobal = model.extra.forward(model.trunk.forward(global, training: true), training: true)
+        let groups = (0..<(2 + views)).flatMap { _ in Array(0..<b) }
+        let z = Tensor(shape: [(2 + views) * b, zGlobal.shape[1]], data: zGlobal.data + zLocal.data)
+        let (l, g) = ContrastiveLoss.multiPositive(z, groups: groups, temperature: options.temperature)
+        let split = zGlobal.count
+        _ = model.trunk.backward(model.extra.backward(Tensor(shape: zGlobal.shape, data: Array(g.data[..<split]))))
+        let kept = buffers.map(\.value)
+        _ = model.extra.forward(model.trunk.forward(local, training: true), training: true)
+        for (buffer, value) in zip(buffers, kept) { buffer.value = value }
+        _ = model.trunk.backward(model.extra.backward(Tensor(shape: zLocal.shape, data: Array(g.data[split...]))))
+        return l
+    }
+
     /// The contrastive+cutpaste loss on the trunk's output `h` = [a; b; c] (3 × `batch` rows:
     /// two views of each crop, then the first view with a pasted patch) and its gradient with
     /// respect to `h`: NT-Xent of the projector on [a; b] plus the cross-entropy of the classifier
@@ -361,36 +410,51 @@ extension BackboneTrainer {
 
 /// The NT-Xent loss of SimCLR (Chen et al. 2020).
 public enum ContrastiveLoss {
-    /// `z` holds 2B unit rows where row i and row i ± B are two views of the same crop. For each
-    /// row: −log softmax over all other rows (similarities / temperature) at its partner; mean
-    /// over rows. Returns the loss and dLoss/dz.
-    public static func ntXent(_ z: Tensor, temperature: Float) -> (loss: Float, grad: Tensor) {
-        precondition(z.shape.count == 2 && z.shape[0] % 2 == 0, "ntXent: needs [2B, D], got \(z.shape)")
-        let n = z.shape[0], d = z.shape[1], half = n / 2
+    /// NT-Xent with any number of views per crop: row i's positives are the other rows of its
+    /// group (`groups[i]`, e.g. the crop it was cut from). For each row: −(mean over its positives
+    /// p of log softmax over all other rows at p), as in the supervised contrastive loss's
+    /// "outside" form (Khosla et al. 2020); mean over rows. With two views per group it is
+    /// `ntXent`. Returns the loss and dLoss/dz.
+    public static func multiPositive(_ z: Tensor, groups: [Int], temperature: Float) -> (loss: Float, grad: Tensor) {
+        precondition(z.shape.count == 2 && z.shape[0] == groups.count, "multiPositive: \(groups.count) groups for \(z.shape)")
+        let n = z.shape[0], d = z.shape[1]
         var sim = [Float](repeating: 0, count: n * n)
         Kernels.sgemm(m: n, n: n, k: d, a: z.data, lda: d, b: z.data, ldb: d, transB: true, c: &sim, ldc: n)
-        var g = [Float](repeating: 0, count: n * n)  // dLoss/dsim
+        var members: [Int: Int] = [:]
+        for group in groups { members[group, default: 0] += 1 }
+        var g = [Float](repeating: 0, count: n * n)
         var total = 0.0
         let invT = 1 / temperature
         for i in 0..<n {
-            let partner = (i + half) % n
+            let positives = (members[groups[i]] ?? 1) - 1
+            guard positives > 0 else { continue }
             var maxLogit = -Float.infinity
             for j in 0..<n where j != i { maxLogit = max(maxLogit, sim[i * n + j] * invT) }
             var sum: Float = 0
             for j in 0..<n where j != i { sum += expf(sim[i * n + j] * invT - maxLogit) }
             let logZ = maxLogit + logf(sum)
-            total += Double(logZ - sim[i * n + partner] * invT)
+            let share = 1 / Float(positives)
             for j in 0..<n where j != i {
+                let positive = groups[j] == groups[i]
+                if positive { total += Double((logZ - sim[i * n + j] * invT) * share) }
                 let p = expf(sim[i * n + j] * invT - logZ)
-                g[i * n + j] = (p - (j == partner ? 1 : 0)) * invT / Float(n)
+                g[i * n + j] = (p - (positive ? share : 0)) * invT / Float(n)
             }
         }
-        // sim = z zᵀ, so dz = (G + Gᵀ) z.
         var gs = g
         for i in 0..<n { for j in 0..<n { gs[i * n + j] = g[i * n + j] + g[j * n + i] } }
         var dz = [Float](repeating: 0, count: n * d)
         Kernels.sgemm(m: n, n: d, k: n, a: gs, lda: n, b: z.data, ldb: d, transB: false, c: &dz, ldc: d)
         return (Float(total / Double(n)), Tensor(shape: z.shape, data: dz))
+    }
+
+    /// `z` holds 2B unit rows where row i and row i ± B are two views of the same crop. For each
+    /// row: −log softmax over all other rows (similarities / temperature) at its partner; mean
+    /// over rows. Returns the loss and dLoss/dz.
+    public static func ntXent(_ z: Tensor, temperature: Float) -> (loss: Float, grad: Tensor) {
+        precondition(z.shape.count == 2 && z.shape[0] % 2 == 0, "ntXent: needs [2B, D], got \(z.shape)")
+        let half = z.shape[0] / 2
+        return multiPositive(z, groups: (0..<z.shape[0]).map { $0 % half }, temperature: temperature)
     }
 }
 

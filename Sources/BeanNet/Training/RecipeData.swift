@@ -103,10 +103,7 @@ public struct CropTensorizer: Sendable {
             guard let base = dst.baseAddress else { return }
             for (k, i) in indices.enumerated() {
                 let pose = fixedPose ?? (augmentation.flips ? Int(rng.next() & 3) : 0)
-                let b = 1 + (rng.uniform() * 2 - 1) * augmentation.brightness
-                let g = (b * (1 + (rng.uniform() * 2 - 1) * augmentation.colour),
-                         b * (1 + (rng.uniform() * 2 - 1) * augmentation.colour),
-                         b * (1 + (rng.uniform() * 2 - 1) * augmentation.colour))
+                let g = randomGains(augmentation, rng: &rng)
                 let span = 2 * augmentation.shift + 1
                 let dx = augmentation.shift > 0 ? Int(rng.next() % UInt64(span)) - augmentation.shift : 0
                 let dy = augmentation.shift > 0 ? Int(rng.next() % UInt64(span)) - augmentation.shift : 0
@@ -127,32 +124,72 @@ public struct CropTensorizer: Sendable {
         return out
     }
 
-    /// The part of the crop a view shows: magnified `magnification` times about the crop's centre
-    /// moved by (centreX, centreY) pixels, and turned by `angle` radians.
+    /// Local views for multi-crop pre-training: `views` views of each crop (row v × count + k is
+    /// view v of `indices[k]`), each `side` × `side` pixels showing a square of `fraction` of the
+    /// crop's side drawn from [`fractionRange`], placed at random in the crop's middle (where
+    /// the bean is: the crop is centred on it, major axis horizontal), with the mirrors and colour
+    /// changes of `augmentation` (no zoom, shift or rotation). A view of half the crop's side at
+    /// half the output side shows the bean's texture at the crop's own resolution.
+    public func localBatch(_ images: CropImages, indices: [Int], views: Int, side: Int,
+                           fractionRange: ClosedRange<Float>, augmentation: Augmentation,
+                           rng: inout SeededRandom) -> Tensor {
+        let s = images.size
+        var out = Tensor(zeros: [views * indices.count, 3, side, side])
+        out.data.withUnsafeMutableBufferPointer { dst in
+            guard let base = dst.baseAddress else { return }
+            for v in 0..<views {
+                for (k, i) in indices.enumerated() {
+                    let pose = augmentation.flips ? Int(rng.next() & 3) : 0
+                    let gains = randomGains(augmentation, rng: &rng)
+                    let fraction = fractionRange.lowerBound + rng.uniform() * (fractionRange.upperBound - fractionRange.lowerBound)
+                    let slack = Float(s) / 2 * (1 - fraction)
+                    let window = Window(magnification: Float(side) / (fraction * Float(s)),
+                                        centreX: (rng.uniform() * 2 - 1) * slack * 0.7,
+                                        centreY: (rng.uniform() * 2 - 1) * slack * 0.5)
+                    write(images, i, pose: pose, gains: gains, dx: 0, dy: 0, window: window, side: side,
+                          into: base + (v * indices.count + k) * 3 * side * side)
+                }
+            }
+        }
+        return out
+    }
+
+    private func randomGains(_ augmentation: Augmentation, rng: inout SeededRandom) -> (Float, Float, Float) {
+        let b = 1 + (rng.uniform() * 2 - 1) * augmentation.brightness
+        return (b * (1 + (rng.uniform() * 2 - 1) * augmentation.colour),
+                b * (1 + (rng.uniform() * 2 - 1) * augmentation.colour),
+                b * (1 + (rng.uniform() * 2 - 1) * augmentation.colour))
+    }
+
+    /// The part of the crop a view shows: magnified `magnification` times (output pixels per crop
+    /// pixel) about the crop's centre moved by (centreX, centreY) pixels, and turned by `angle`
+    /// radians.
     struct Window {
         var magnification: Float
         var centreX: Float
         var centreY: Float
         var angle: Float = 0
         static let whole = Window(magnification: 1, centreX: 0, centreY: 0)
-        var isWhole: Bool { magnification == 1 && angle == 0 }
+        var isWhole: Bool { magnification == 1 && angle == 0 && centreX == 0 && centreY == 0 }
     }
 
+    /// Writes one view, `side` × `side` (default: the crop's size), into `dst` (CHW).
     private func write(_ images: CropImages, _ index: Int, pose: Int, gains: (Float, Float, Float), dx: Int, dy: Int,
-                       window: Window = .whole, into dst: UnsafeMutablePointer<Float>) {
-        let s = images.size, plane = s * s
+                       window: Window = .whole, side: Int? = nil, into dst: UnsafeMutablePointer<Float>) {
+        let s = images.size, out = side ?? s, plane = out * out
         let base = index * images.bytesPerImage
         let scale = (gains.0 / (255 * std[0]), gains.1 / (255 * std[1]), gains.2 / (255 * std[2]))
         let offset = (mean[0] / std[0], mean[1] / std[1], mean[2] / std[2])
         let (cosine, sine) = (cos(window.angle), sin(window.angle))
+        let mapped = !window.isWhole || out != s
         images.pixels.withUnsafeBufferPointer { px in
-            for y in 0..<s {
-                for x in 0..<s {
+            for y in 0..<out {
+                for x in 0..<out {
                     // Source pixel: undo the shift, the window (rotation, magnification), then the mirrors.
                     var sx = x - dx, sy = y - dy
-                    if !window.isWhole {
-                        let half = Float(s) / 2
-                        let u = Float(sx) + 0.5 - half, v = Float(sy) + 0.5 - half
+                    if mapped {
+                        let half = Float(s) / 2, outHalf = Float(out) / 2
+                        let u = Float(sx) + 0.5 - outHalf, v = Float(sy) + 0.5 - outHalf
                         let (ru, rv) = (cosine * u + sine * v, -sine * u + cosine * v)
                         sx = Int((ru / window.magnification + half + window.centreX).rounded(.down))
                         sy = Int((rv / window.magnification + half + window.centreY).rounded(.down))
@@ -160,7 +197,7 @@ public struct CropTensorizer: Sendable {
                     let outside = sx < 0 || sy < 0 || sx >= s || sy >= s
                     if pose & 1 != 0 { sx = s - 1 - sx }
                     if pose & 2 != 0 { sy = s - 1 - sy }
-                    let o = y * s + x
+                    let o = y * out + x
                     if outside {
                         dst[o] = -offset.0; dst[plane + o] = -offset.1; dst[2 * plane + o] = -offset.2
                         continue

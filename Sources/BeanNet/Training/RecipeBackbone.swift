@@ -166,8 +166,9 @@ public struct BackboneOptions: Sendable, Equatable {
     /// resolution. Every view of a crop is a positive of every other (`ContrastiveLoss.multiPositive`).
     /// 0 = off.
     public var localViews = 0
-    /// Side of a local view as a fraction of the crop's side, and the part of the crop it shows.
+    /// A local view's side is the crop's side divided by this.
     public static let localViewScale = 2
+    /// The part of the crop's side a local view shows.
     public static let localViewFractions: ClosedRange<Float> = 0.35...0.6
 
     public init() {}
@@ -422,7 +423,7 @@ public enum ContrastiveLoss {
         Kernels.sgemm(m: n, n: n, k: d, a: z.data, lda: d, b: z.data, ldb: d, transB: true, c: &sim, ldc: n)
         var members: [Int: Int] = [:]
         for group in groups { members[group, default: 0] += 1 }
-        var g = [Float](repeating: 0, count: n * n)
+        var g = [Float](repeating: 0, count: n * n)  // dLoss/dsim
         var total = 0.0
         let invT = 1 / temperature
         for i in 0..<n {
@@ -441,6 +442,7 @@ public enum ContrastiveLoss {
                 g[i * n + j] = (p - (positive ? share : 0)) * invT / Float(n)
             }
         }
+        // sim = z zᵀ, so dz = (G + Gᵀ) z.
         var gs = g
         for i in 0..<n { for j in 0..<n { gs[i * n + j] = g[i * n + j] + g[j * n + i] } }
         var dz = [Float](repeating: 0, count: n * d)

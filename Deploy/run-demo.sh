@@ -12,6 +12,11 @@ mkdir -p "$DEMO_DIR/state"
 # MODEL_CARD.md) and of the demo scene: the daemon and `beanctl enroll`/`store add` may change them.
 # DEMO_MODEL=Config/demo runs the old random-weight stand-in instead.
 MODEL_DIR="${DEMO_MODEL:-Config/model}"
+TEACH_AFTER="${DEMO_TEACH_AFTER:-10}"
+case "$TEACH_AFTER" in
+  off) ;;
+  ''|*[!0-9]*) echo "run-demo: DEMO_TEACH_AFTER must be whole seconds or off, got '$TEACH_AFTER'" >&2; exit 2 ;;
+esac
 rm -rf "$DEMO_DIR/state/store"
 cp -r "$MODEL_DIR/store" "$DEMO_DIR/state/store"
 rm -f "$DEMO_DIR/state/store/LOCK"
@@ -44,9 +49,22 @@ echo "                     $BIN/beanctl tail --rejects-socket $REJECTS"
 "$BIN/beanctl" tail --rejects-socket "$REJECTS" 2>/dev/null | sed 's/^/[reject stream] /' &
 tail_pid=$!
 trap 'kill $tail_pid 2>/dev/null; stop' EXIT
-deadline=$(( $(date +%s) + ${DEMO_SECONDS:-1000000000} ))
+# The shipped encoder and store never saw the demo's synthetic near-black beans, so they pass at
+# first. After DEMO_TEACH_AFTER seconds (default 10; "off" skips it) the operator's workflow runs:
+# `beanctl enroll` adds six photos of such beans as Black (and six good ones) as a new store
+# generation, the running daemon picks it up, and rejects start, with no restart.
+started=$(date +%s)
+teach_at=
+[ "$TEACH_AFTER" = off ] || teach_at=$(( started + TEACH_AFTER ))
+deadline=$(( started + ${DEMO_SECONDS:-1000000000} ))
 while kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do
   echo "---- beanctl status ($(date +%T))"
   "$BIN/beanctl" --socket "$SOCKET" status || true
+  if [ -n "$teach_at" ] && [ "$(date +%s)" -ge "$teach_at" ]; then
+    teach_at=
+    echo "---- teaching: beanctl enroll --config $CONFIG --tree Config/demo/teach --layout '{label}/{id}'"
+    "$BIN/beanctl" enroll --config "$CONFIG" --tree Config/demo/teach --layout '{label}/{id}' 2>&1 \
+      | grep -v '^crop:\|^embed:' | sed 's/^/[teach] /' || echo "[teach] enroll failed; the demo goes on with the shipped store"
+  fi
   sleep 5
 done

@@ -10,8 +10,12 @@
   Config/demo/store/       a vector store of 120 labelled synthetic crops (60 Normal, 60 Black),
                            embedded by beand's own runtime (`beanctl model run`) and published with
                            `beanctl store add`.
+  Config/demo/teach/       photos of single synthetic beans, one folder per label (Black, Normal),
+                           drawn as in belt.png: what `make run` enrolls after a few seconds to
+                           show the daemon learning the demo's near-black beans without a restart.
 
-Usage: .venv/bin/python Deploy/demo/make_demo_assets.py  (needs a debug or release beanctl built)
+Usage: .venv/bin/python Deploy/demo/make_demo_assets.py [--teach-only]  (needs a beanctl built;
+--teach-only writes Config/demo/teach/ alone and needs neither beanctl nor onnx)
 """
 import os, struct, subprocess, sys, tempfile, zlib
 import numpy as np
@@ -106,8 +110,21 @@ def make_encoder(path):
     onnx.checker.check_model(model)
     onnx.save(model, path)
 
+def make_teach_photos(rng, per_label=6):
+    """Photos of one bean each on the belt, as the camera sees them: Black and Normal folders."""
+    for label, colour in (("Black", BLACK), ("Normal", GOOD)):
+        folder = os.path.join(OUT, "teach", label)
+        os.makedirs(folder, exist_ok=True)
+        for i in range(per_label):
+            img = np.tile(BELT, (160, 160, 1))
+            draw_bean(img, 80, 80, rng.uniform(30, 38), rng.uniform(20, 25), rng.uniform(0, np.pi), colour, rng)
+            write_png(os.path.join(folder, "%s-%02d.png" % (label.lower(), i + 1)), np.clip(img, 0, 255).astype(np.uint8))
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    make_teach_photos(np.random.default_rng(2027))
+    if "--teach-only" in sys.argv[1:]:
+        return
     rng = np.random.default_rng(2026)
     scene, labels = make_scene(rng)
     write_png(os.path.join(OUT, "belt.png"), scene)

@@ -55,7 +55,7 @@ trap 'kill $tail_pid 2>/dev/null; stop' EXIT
 # generation, the running daemon picks it up, and rejects start, with no restart.
 started=$(date +%s)
 teach_at=
-[ "$TEACH_AFTER" = off ] || teach_at=$(( started + TEACH_AFTER ))
+[ "$TEACH_AFTER" = off ] || teach_at=$(( started + 10#$TEACH_AFTER ))
 deadline=$(( started + ${DEMO_SECONDS:-1000000000} ))
 while kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do
   echo "---- beanctl status ($(date +%T))"

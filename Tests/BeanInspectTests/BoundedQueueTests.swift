@@ -69,17 +69,25 @@ import Testing
         #expect(queue.popBatch(maxCount: 4, into: &batch) == 0)
     }
 
-    @Test func pushingSeveralAtOnceReachesAWaitingConsumerAsOneBatch() async {
+    @Test func pushingSeveralAtOnceReachesAWaitingConsumerAsOneBatch() {
         let queue = BoundedQueue<Int>(name: "encode", capacity: 4, policy: .dropOldest)
-        let consumer = Task.detached { () -> [Int] in
-            var batch: [Int] = []
-            _ = queue.popBatch(maxCount: 16, timeoutMilliseconds: 5_000, into: &batch)
-            return batch
+        // The consumer blocks, so it gets a thread of its own, as the pipeline's scorers do (a task
+        // would block one of the few threads the parallel test run shares, and might not run in time).
+        final class Taken: @unchecked Sendable { var batch: [Int] = [] }
+        let taken = Taken()
+        let running = DispatchSemaphore(value: 0), finished = DispatchSemaphore(value: 0)
+        let consumer = Thread {
+            running.signal()
+            _ = queue.popBatch(maxCount: 16, timeoutMilliseconds: 5_000, into: &taken.batch)
+            finished.signal()
         }
-        try? await Task.sleep(for: .milliseconds(50))  // the consumer is waiting
+        consumer.start()
+        running.wait()
+        usleep(50_000)  // the consumer is waiting
         var displaced: [Int] = []
         queue.push(contentsOf: [1, 2, 3], displaced: &displaced)
-        #expect(await consumer.value == [1, 2, 3])
+        finished.wait()
+        #expect(taken.batch == [1, 2, 3])
         #expect(displaced.isEmpty)
         // Over capacity: the policy applies element by element and the displaced come back.
         queue.push(contentsOf: 10...15, displaced: &displaced)

@@ -3,6 +3,7 @@
 # Config/demo.toml, status blocks appear, the teaching step enrolls Config/demo/teach/ as store
 # generation 2 while the daemon runs, and from then on the demo's near-black beans are rejected as
 # Black (none before: the shipped store never saw them), without a restart; good beans are not.
+# A bad DEMO_TEACH_AFTER is refused by name before beand starts.
 set -euo pipefail
 ROOT="${BEAND_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
 BIN="${BEAND_BIN:-$ROOT/.build/debug}"
@@ -10,6 +11,11 @@ BIN="${BEAND_BIN:-$ROOT/.build/debug}"
 cd "$ROOT"
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 fail() { echo "FAIL: $*"; tail -40 "$log"; exit 1; }
+# A bad DEMO_TEACH_AFTER is refused before anything starts.
+rc=0; BEAND_BIN="$BIN" DEMO_TEACH_AFTER=soon ./Deploy/run-demo.sh >"$log" 2>&1 || rc=$?
+[ $rc -eq 2 ] && grep -q "run-demo: DEMO_TEACH_AFTER must be whole seconds or off, got 'soon'" "$log" \
+  && ! grep -q "^beand is running" "$log" || fail "DEMO_TEACH_AFTER=soon: rc $rc"
+echo "ok: DEMO_TEACH_AFTER=soon refused before beand starts"
 BEAND_BIN="$BIN" DEMO_SECONDS=40 DEMO_TEACH_AFTER=10 ./Deploy/run-demo.sh >"$log" 2>&1 || fail "run-demo.sh exited $?"
 grep -q "^beand is running" "$log" || fail "no start line"
 grep -q "^\[teach\] published generation 2 (.* vectors, +12)" "$log" || fail "the teaching step did not publish generation 2"

@@ -10,12 +10,7 @@
 #     while decisions continue, and writing resumes (logged once) when the directory is fixed.
 set -euo pipefail
 ROOT="${BEAND_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
-PY="${BEAND_PY:-$ROOT/.venv/bin/python}"
-export BEAND_BIN="${BEAND_BIN:-$ROOT/.build/debug}"
-[ -x "$BEAND_BIN/beand" ] && [ -x "$BEAND_BIN/beanctl" ] || { echo "SKIP: beand/beanctl not built in $BEAND_BIN"; exit 77; }
-[ -x "$PY" ] || { echo "SKIP: no Python venv at $PY (run Deploy/install-deps.sh)"; exit 77; }
-"$PY" -c "import numpy, onnx, onnxruntime, cv2" 2>/dev/null || { echo "SKIP: numpy/onnx/onnxruntime/opencv missing in $PY"; exit 77; }
-command -v journalctl >/dev/null || { echo "SKIP: journalctl not installed"; exit 77; }
+. "$ROOT/Tests/service-harness/pipeline-env.sh" numpy onnx onnxruntime cv2
 exec "$PY" - "$ROOT" <<'PYEOF'
 import json, os, sys, time
 import cv2

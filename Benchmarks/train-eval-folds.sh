@@ -13,6 +13,11 @@
 #   LABEL_COUNTS (default "50 200 500")   FOLDS (default 5)   SEED (default 0)
 #   GOOD_SHARE (default 0.5, as Deploy/train-default.sh; or "proportional"): share of good beans
 #   among each fold's labelled beans, for every row (eval and train head --good-share).
+#   SUPERVISED_BACKBONE  set to 1: pre-train a backbone per fold and label count, with that fold's
+#   labelled beans added to the contrastive task (train backbone --labelled-tree … --fold i), and
+#   put the heads of fold i on it (BACKBONE then unused). BACKBONE_ARGS: its other options
+#   (default "--epochs 4 --zoom 0.5 --seed 1"). A fold's backbone is kept in $WORK/folds and
+#   reused when its backbone.onnx exists. The backbone row then is per fold too.
 #   ROWS (default "raw backbone full one-class"): which rows to measure; e.g. MODEL_CARD.md's
 #   label-scaling rows are LABEL_COUNTS="1000 3000" ROWS=full (with GOOD_SHARE=proportional for
 #   its "How far labels take this trunk" table).
@@ -37,7 +42,11 @@ for row in $ROWS; do
 done
 wants() { [[ $ROWS == *" $1 "* ]]; }
 [ -d "$DATA" ] || { echo "skip: no photos at $DATA"; exit 77; }
-[ -f "$BACKBONE" ] || { echo "no backbone checkpoint at $BACKBONE: run Deploy/train-default.sh first" >&2; exit 1; }
+PER_FOLD="${SUPERVISED_BACKBONE:-0}"
+case $PER_FOLD in 0|1) ;; *) echo "SUPERVISED_BACKBONE: 0 or 1, got '$PER_FOLD'" >&2; exit 2 ;; esac
+if [ "$PER_FOLD" = 0 ]; then
+  [ -f "$BACKBONE" ] || { echo "no backbone checkpoint at $BACKBONE: run Deploy/train-default.sh first" >&2; exit 1; }
+fi
 CROPS=(--preset mindforge --crop-cache "$WORK/crops.cache" --crop-size "${CROP_SIZE:-64}")
 OUTDIR="$WORK/folds"
 mkdir -p "$OUTDIR"
@@ -96,16 +105,39 @@ for N in $LABEL_COUNTS; do
     "${EVAL[@]}" --labels-per-fold "$N" --encoder raw >"$OUTDIR/raw-$N.json"
     summary "raw pixels 16×16, $N labels" "$OUTDIR/raw-$N.json"
   fi
-  if wants backbone; then
+  if wants backbone && [ "$PER_FOLD" = 0 ]; then
     "${EVAL[@]}" --labels-per-fold "$N" --encoder "$backbone_onnx" >"$OUTDIR/backbone-$N.json"
     summary "backbone without head, $N labels" "$OUTDIR/backbone-$N.json"
+  fi
+  if [ "$PER_FOLD" = 1 ]; then
+    trunks=()
+    for ((f = 0; f < FOLDS; f++)); do
+      dir="$OUTDIR/backbone-$N-fold$f"
+      if [ ! -f "$dir/backbone.onnx" ]; then
+        # shellcheck disable=SC2086  # BACKBONE_ARGS is a list of options
+        "$BIN/beanctl" train backbone --crops "$DATA" "${CROPS[@]}" --out "$dir" --labelled-tree "$DATA" --labels "$N" \
+          --folds "$FOLDS" --fold "$f" --label-seed "$SEED" "${SHARE[@]}" ${BACKBONE_ARGS:---epochs 4 --zoom 0.5 --seed 1} \
+          >"$dir.txt" 2>"$dir.err"
+      fi
+      trunks+=("$dir/backbone.onnx")
+    done
+    if wants backbone; then
+      files=()
+      for ((f = 0; f < FOLDS; f++)); do
+        "${EVAL[@]}" --labels-per-fold "$N" --encoder "${trunks[$f]}" >"$OUTDIR/backbone-$N-fold$f.json"
+        files+=("$OUTDIR/backbone-$N-fold$f.json")
+      done
+      summary "backbone without head (pre-trained per fold with its labelled beans), $N labels" "${files[@]}"
+    fi
   fi
   wants full || wants one-class || continue
   files=(); oneclass=(); csvs=()
   for ((f = 0; f < FOLDS; f++)); do
     enc="$OUTDIR/encoder-$N-fold$f.onnx"
+    trunk="$BACKBONE"
+    [ "$PER_FOLD" = 1 ] && trunk="$OUTDIR/backbone-$N-fold$f/backbone.ckpt"
     "$BIN/beanctl" train head --tree "$DATA" --labels "$N" --folds "$FOLDS" --fold "$f" --seed "$SEED" "${SHARE[@]}" \
-      --backbone "$BACKBONE" "${CROPS[@]}" --out "$enc" $HEAD_ARGS >"$OUTDIR/head-$N-fold$f.txt" 2>"$OUTDIR/head-$N-fold$f.err"
+      --backbone "$trunk" "${CROPS[@]}" --out "$enc" $HEAD_ARGS >"$OUTDIR/head-$N-fold$f.txt" 2>"$OUTDIR/head-$N-fold$f.err"
     if wants full; then
       "${EVAL[@]}" --labels-per-fold "$N" --encoder "$enc" --scores "$OUTDIR/full-$N-fold$f.csv" >"$OUTDIR/full-$N-fold$f.json"
       files+=("$OUTDIR/full-$N-fold$f.json"); csvs+=("$OUTDIR/full-$N-fold$f.csv")

@@ -148,7 +148,7 @@ struct TrainBackbone: ParsableCommand {
     @Option(help: ArgumentHelp("Directory for the checkpoint and the exported trunk.", valueName: "dir"))
     var out: String = "train-backbone"
 
-    @Option(help: "Self-supervised objective: contrastive (SimCLR-style, NT-Xent), cutpaste (tell crops from crops with a pasted patch), contrastive+cutpaste (both losses at once), contrastive-multiscale (NT-Xent on the pooled statistics of every stage) or autoencoder (reconstruction).")
+    @Option(help: "Self-supervised objective: contrastive (SimCLR-style, NT-Xent), cutpaste (tell crops from crops with a pasted patch), contrastive+cutpaste (both losses at once), contrastive-multiscale (NT-Xent on the pooled statistics of every stage), byol (self-distillation: predict a moving-average copy's output for the other view, no negatives) or autoencoder (reconstruction).")
     var objective: String = BackboneOptions().objective.rawValue
 
     @Option(help: "Passes over the crops.") var epochs: Int = BackboneOptions().epochs
@@ -173,6 +173,18 @@ struct TrainBackbone: ParsableCommand {
     var temperature: Float = BackboneOptions().temperature
     @Option(help: "contrastive: local views of each crop besides its two views (multi-crop; half the crop's side, 35–60 % of the crop; 0 = off).")
     var localViews: Int = BackboneOptions().localViews
+    @Option(name: .customLong("labelled-tree"), help: ArgumentHelp("contrastive: also learn from labelled beans of this tree (drawn as train head draws them): every step adds --supervised-batch of their crops, and views of one class pull together (supervised contrastive).", valueName: "dir"))
+    var labelledTree: String?
+    @Option(help: ArgumentHelp("With --labelled-tree: its layout.", valueName: "template")) var layout: String = TreeLayout.mindforge.template
+    @Option(help: "With --labelled-tree: labelled beans to draw (at most).") var labels: Int?
+    @Option(name: .customLong("good-share"), help: ArgumentHelp("With --labelled-tree: share of good beans among them, or 'proportional', as train head's. (default: 0.5)", valueName: "share"))
+    var goodShare: GoodShare?
+    @Option(help: "With --labelled-tree: folds of the tree (with --fold).") var folds: Int = 5
+    @Option(help: "With --labelled-tree: draw from the other folds only, as train head --fold and eval's fold do (0-based).") var fold: Int?
+    @Option(name: .customLong("label-seed"), help: "With --labelled-tree: seed of the folds and the labelled subset (train head's and eval's --seed).")
+    var labelSeed: UInt64 = 0
+    @Option(name: .customLong("supervised-batch"), help: "With --labelled-tree: labelled crops per step, besides --batch unlabelled ones.")
+    var supervisedBatch: Int = BackboneOptions().supervisedBatch
     @Flag(help: "Continue from OUT/backbone.ckpt.") var resume = false
     @OptionGroup var source: CropSourceOptions
 
@@ -207,7 +219,10 @@ struct TrainBackbone: ParsableCommand {
             throw ValidationError("--local-views applies to --objective contrastive, not \(objective.rawValue)")
         }
         options.localViews = localViews
+        options.supervisedBatch = supervisedBatch
         try options.validate()
+        try validateLabelledOptions(objective: objective)
+        let labelledBeans = try openLabelledTree()
 
         let files = try TrainingCrops.imageFiles(under: crops)
         let loaded = try source.load(files, what: "crops")
@@ -215,8 +230,9 @@ struct TrainBackbone: ParsableCommand {
             throw TrainError("\(crops.joined(separator: " ")): \(loaded.count) usable crops; pre-training needs at least 2")
         }
         let images = try CropImages(size: loaded.size, pixels: loaded.pixels)
+        let labelled = try labelledBeans.map { try labelledCrops(from: $0, crop: try source.cropSettings()) }
         setBLASThreads(source.threads)
-        let trainer = try BackboneTrainer(options: options, images: images)
+        let trainer = try BackboneTrainer(options: options, images: images, labelled: labelled?.crops)
         let checkpoint = (out as NSString).appendingPathComponent("backbone.ckpt")
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         if resume {
@@ -225,6 +241,9 @@ struct TrainBackbone: ParsableCommand {
             stderrLine("resumed from \(checkpoint) after epoch \(trainer.epochsDone)")
         }
         let local = localViews > 0 ? ", \(localViews) local views" : ""
+        if let labelled {
+            stderrLine("supervised part: \(labelled.summary), \(supervisedBatch) per step; good share \(goodShare ?? .default)")
+        }
         stderrLine("pre-training (\(objective.rawValue)\(local)) on \(images.count) crops, trunk \(options.shape), \(trainer.model.trunk.parameterCount) parameters, \(options.epochs) epochs")
         let cpuStart = cpuSeconds()
         let wallStart = Date()
@@ -242,6 +261,41 @@ struct TrainBackbone: ParsableCommand {
         print("checkpoint \(checkpoint)")
         print("encoder without head \(onnxPath)")
         print(String(format: "time %.0f s wall, %.0f s CPU", Date().timeIntervalSince(wallStart), cpuSeconds() - cpuStart))
+    }
+}
+
+extension TrainBackbone {
+    /// The labelled options belong together: each needs --labelled-tree, which needs --labels.
+    func validateLabelledOptions(objective: BackboneObjective) throws {
+        guard labelledTree != nil else {
+            let given = [labels.map { _ in "--labels" }, goodShare.map { _ in "--good-share" }, fold.map { _ in "--fold" }].compactMap { $0 }
+            if let first = given.first { throw ValidationError("\(first) needs --labelled-tree") }
+            return
+        }
+        guard objective == .contrastive, localViews == 0 else {
+            throw ValidationError("--labelled-tree needs --objective contrastive without --local-views, got \(objective.rawValue)\(localViews > 0 ? " with --local-views \(localViews)" : "")")
+        }
+        guard let labels else { throw ValidationError("--labelled-tree needs --labels N (how many labelled beans to draw)") }
+        guard labels >= 1 else { throw ValidationError("--labels must be at least 1, got \(labels)") }
+        guard folds >= 2 else { throw ValidationError("--folds must be at least 2, got \(folds)") }
+        if let fold, !(0..<folds).contains(fold) { throw ValidationError("--fold must be 0…\(folds - 1), got \(fold)") }
+        try goodShare?.validate()
+    }
+
+    /// The tree of `--labelled-tree`, read before the long crop loading so a bad path fails at once.
+    func openLabelledTree() throws -> LabelledTree? {
+        guard let labelledTree else { return nil }
+        let tree = try LabelledTree(root: labelledTree, layout: try TreeLayout(template: layout))
+        guard !tree.beans.isEmpty else { throw TrainError("\(labelledTree): no labelled photos in the layout \(layout)") }
+        return tree
+    }
+
+    /// The labelled crops drawn from `tree` (that of `--labelled-tree`).
+    func labelledCrops(from tree: LabelledTree, crop: CropSettings) throws -> LabelledDraw {
+        let beanFolds = try fold.map { _ in try BeanFolds(beans: tree.beans, folds: folds, seed: labelSeed) }
+        let goodLabels: Set<Label> = try source.config.map { try Segment.goodLabels(config: $0) } ?? [.normal]
+        return try LabelledDraw(tree: tree, count: labels ?? 0, share: goodShare ?? .default,
+                                folds: beanFolds, fold: fold, seed: labelSeed, goodLabels: goodLabels, source: source, crop: crop)
     }
 }
 
@@ -330,38 +384,13 @@ struct TrainHead: ParsableCommand {
         }
 
         let beanFolds = try fold.map { _ in try BeanFolds(beans: labelled.beans, folds: folds, seed: seed) }
-        // The same candidates and subset as beanctl eval's fold mode: beans of the training folds
-        // with at least one usable photo that gives a crop, drawn with the seed plus the fold.
-        let pool = fold.flatMap { f in beanFolds?.training(fold: f) } ?? Array(labelled.beans.indices)
-        var poolPaths: [String] = []
-        for b in pool { poolPaths += labelled.beans[b].usablePhotos.map(\.path) }
-        guard !poolPaths.isEmpty else { throw TrainError("\(tree): no usable photos to draw labelled beans from") }
-        let loaded = try source.load(poolPaths, what: "labelled photos", crop: crop)
-        let rowOfPath = Dictionary(uniqueKeysWithValues: loaded.paths.enumerated().map { ($1, $0) })
-        let candidates = pool.filter { b in labelled.beans[b].usablePhotos.contains { rowOfPath[$0.path] != nil } }
         // Good labels as eval's policy has them: the config's, else Normal.
         let goodLabels: Set<Label> = try source.config.map { try Segment.goodLabels(config: $0) } ?? [.normal]
-        let chosen = BeanFolds.labelledSubset(of: candidates, beans: labelled.beans, count: labels,
-                                              seed: seed &+ UInt64(fold ?? 0), goodShare: share.value,
-                                              goodLabels: goodLabels)
-
-        let classNames = labelled.labels.map(\.name)
-        var rows: [Int] = [], photoLabels: [Int] = [], photoBeans: [Int] = []
-        for b in chosen {
-            let bean = labelled.beans[b]
-            for photo in bean.usablePhotos {
-                guard let row = rowOfPath[photo.path] else { continue }
-                rows.append(row)
-                photoLabels.append(classNames.firstIndex(of: bean.label.name) ?? 0)
-                photoBeans.append(b)
-            }
-        }
-        guard !rows.isEmpty else { throw TrainError("\(tree): the \(chosen.count) chosen beans have no usable photo with a crop") }
-        let images = try CropImages(size: loaded.size, pixels: loaded.pixels).subset(rows)
-        let labelledPaths = rows.map { loaded.paths[$0] }
-        let data = try LabelledCrops(images: images, labels: photoLabels, beans: photoBeans, classNames: classNames)
-        let perClass = Dictionary(grouping: data.labels, by: { $0 }).map { "\(classNames[$0.key]) \($0.value.count)" }.sorted()
-        stderrLine("head: \(chosen.count) labelled beans, \(data.labels.count) usable photos (\(perClass.joined(separator: ", "))); good share \(share)")
+        let draw = try LabelledDraw(tree: labelled, count: labels, share: share, folds: beanFolds, fold: fold,
+                                    seed: seed, goodLabels: goodLabels, source: source, crop: crop)
+        let (data, chosen, labelledPaths, classNames) = (draw.crops, draw.chosenBeans, draw.paths, draw.classNames)
+        let images = data.images
+        stderrLine("head: \(draw.summary); good share \(share)")
 
         setBLASThreads(source.threads)
         var options = HeadOptions(kind: head)

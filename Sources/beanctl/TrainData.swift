@@ -1,6 +1,7 @@
 import BeanCapture
 import BeanCore
 import BeanInspect
+import BeanNet
 import BeanVision
 import Dispatch
 import Foundation
@@ -242,4 +243,52 @@ final class ProgressLine {
 struct TrainError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+}
+
+/// The labelled beans a training step may use, drawn as beanctl eval's fold mode draws its store:
+/// the beans of the training folds (all beans without folds) with at least one usable photo that
+/// gives a crop, a stratified subset of `count` with the seed plus the fold
+/// (`BeanFolds.labelledSubset`), and the crops of their usable photos. `train head` trains on
+/// them; `train backbone --labelled-tree` adds them to the pre-training.
+struct LabelledDraw {
+    var crops: LabelledCrops
+    /// Bean indices (into the tree's beans) of the labelled beans.
+    var chosenBeans: [Int]
+    /// The photo of each crop.
+    var paths: [String]
+    var classNames: [String]
+
+    init(tree: LabelledTree, count: Int, share: GoodShare, folds: BeanFolds?, fold: Int?, seed: UInt64,
+         goodLabels: Set<Label>, source: CropSourceOptions, crop: CropSettings) throws {
+        let pool = fold.flatMap { f in folds?.training(fold: f) } ?? Array(tree.beans.indices)
+        var poolPaths: [String] = []
+        for b in pool { poolPaths += tree.beans[b].usablePhotos.map(\.path) }
+        guard !poolPaths.isEmpty else { throw TrainError("\(tree.root): no usable photos to draw labelled beans from") }
+        let loaded = try source.load(poolPaths, what: "labelled photos", crop: crop)
+        let rowOfPath = Dictionary(uniqueKeysWithValues: loaded.paths.enumerated().map { ($1, $0) })
+        let candidates = pool.filter { b in tree.beans[b].usablePhotos.contains { rowOfPath[$0.path] != nil } }
+        chosenBeans = BeanFolds.labelledSubset(of: candidates, beans: tree.beans, count: count,
+                                               seed: seed &+ UInt64(fold ?? 0), goodShare: share.value, goodLabels: goodLabels)
+        classNames = tree.labels.map(\.name)
+        var rows: [Int] = [], photoLabels: [Int] = [], photoBeans: [Int] = []
+        for b in chosenBeans {
+            let bean = tree.beans[b]
+            for photo in bean.usablePhotos {
+                guard let row = rowOfPath[photo.path] else { continue }
+                rows.append(row)
+                photoLabels.append(classNames.firstIndex(of: bean.label.name) ?? 0)
+                photoBeans.append(b)
+            }
+        }
+        guard !rows.isEmpty else { throw TrainError("\(tree.root): the \(chosenBeans.count) chosen beans have no usable photo with a crop") }
+        paths = rows.map { loaded.paths[$0] }
+        crops = try LabelledCrops(images: try CropImages(size: loaded.size, pixels: loaded.pixels).subset(rows),
+                                  labels: photoLabels, beans: photoBeans, classNames: classNames)
+    }
+
+    /// "N labelled beans, M usable photos (Class count, …)" for the log.
+    var summary: String {
+        let perClass = Dictionary(grouping: crops.labels, by: { $0 }).map { "\(classNames[$0.key]) \($0.value.count)" }.sorted()
+        return "\(chosenBeans.count) labelled beans, \(crops.labels.count) usable photos (\(perClass.joined(separator: ", ")))"
+    }
 }

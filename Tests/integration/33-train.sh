@@ -92,6 +92,15 @@ grep -q "pre-training (contrastive-multiscale)" "$WORK/ms.err" || { cat "$WORK/m
 $T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --backbone "$WORK/ms/backbone.ckpt" --out "$WORK/ms.onnx" \
   --steps 5 --threads 1 >/dev/null 2>"$WORK/ms-head.err" || { cat "$WORK/ms-head.err"; fail "train head on a contrastive-multiscale backbone exited non-zero"; }
 echo "ok: contrastive-multiscale backbone, and a head on it"
+# BYOL: 2 epochs, then --resume to 3 (the target network is in the checkpoint); a head trains on it.
+$T backbone --crops "$WORK/tree" --out "$WORK/byol" --epochs 2 --seed 3 --objective byol "${COMMON[@]}" >"$WORK/byol.out" 2>"$WORK/byol.err" \
+  || { cat "$WORK/byol.err"; fail "train backbone --objective byol exited non-zero"; }
+grep -q "pre-training (byol)" "$WORK/byol.err" || { cat "$WORK/byol.err"; fail "no byol summary"; }
+$T backbone --crops "$WORK/tree" --out "$WORK/byol" --epochs 3 --seed 3 --objective byol --resume "${COMMON[@]}" >/dev/null 2>"$WORK/byol-resume.err" \
+  || { cat "$WORK/byol-resume.err"; fail "byol --resume exited non-zero"; }
+$T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --backbone "$WORK/byol/backbone.ckpt" --out "$WORK/byol.onnx" \
+  --steps 5 --threads 1 >/dev/null 2>"$WORK/byol-head.err" || { cat "$WORK/byol-head.err"; fail "train head on a byol backbone exited non-zero"; }
+echo "ok: byol backbone, resumed, and a head on it"
 # Multi-crop: local views besides the two views; the checkpoint records their number.
 $T backbone --crops "$WORK/tree" --out "$WORK/mc" --epochs 1 --seed 3 --local-views 2 "${COMMON[@]}" >"$WORK/mc.out" 2>"$WORK/mc.err" \
   || { cat "$WORK/mc.err"; fail "train backbone --local-views 2 exited non-zero"; }
@@ -99,6 +108,23 @@ grep -q "pre-training (contrastive, 2 local views)" "$WORK/mc.err" || { cat "$WO
 out=$($T backbone --crops "$WORK/tree" --out "$WORK/mc" --epochs 2 --seed 3 --resume --local-views 3 "${COMMON[@]}" 2>&1); rc=$?
 [ $rc -ne 0 ] && out_has "local_views = 2, this run has 3" || fail "resume with other --local-views: rc $rc, '$out'"
 echo "ok: multi-crop backbone (--local-views); resume with another number refused"
+# Labelled beans in the pre-training (--labelled-tree): drawn as train head draws them (here fold 0's
+# training beans, half good), they join every step; a head trains on the result; a resume with other
+# labelled beans is refused.
+SUP=(--labelled-tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --fold 0 --supervised-batch 4)
+$T backbone --crops "$WORK/tree" --out "$WORK/sup" --epochs 1 --seed 3 "${SUP[@]}" "${COMMON[@]}" >"$WORK/sup.out" 2>"$WORK/sup.err" \
+  || { cat "$WORK/sup.err"; fail "train backbone --labelled-tree exited non-zero"; }
+grep -q "^supervised part: 8 labelled beans, 8 usable photos (Black 4, Normal 4), 4 per step; good share 0.5" "$WORK/sup.err" \
+  || { cat "$WORK/sup.err"; fail "no summary of the labelled part"; }
+$T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 8 --fold 0 --backbone "$WORK/sup/backbone.ckpt" --out "$WORK/sup.onnx" \
+  --steps 5 --threads 1 >/dev/null 2>"$WORK/sup-head.err" || { cat "$WORK/sup-head.err"; fail "train head on a backbone with labels exited non-zero"; }
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/sup" --epochs 2 --seed 3 --resume --labelled-tree "$WORK/tree" --layout '{label}/{id}' \
+  --labels 6 --fold 0 --supervised-batch 4 "${COMMON[@]}" 2>&1); rc=$?
+[ $rc -ne 0 ] && out_has "checkpoint was made with supervised = 8 crops, batch 4, .*, this run has 6 crops, batch 4" \
+  || fail "resume with other labelled beans: rc $rc, '$out'"
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/sup" --epochs 2 --seed 3 --resume "${COMMON[@]}" 2>&1); rc=$?
+[ $rc -ne 0 ] && out_has "supervised = 8 crops, batch 4, .*, this run has none" || fail "resume without the labelled beans: rc $rc, '$out'"
+echo "ok: backbone with labelled beans (--labelled-tree), a head on it; resumes with other or no labelled beans refused"
 
 # --crop-size: a backbone pre-trained on 48×48 crops (with a stride-3 stem); train head takes that
 # size from its checkpoint and exports a 48×48 encoder that the runtime and onnxruntime run alike;
@@ -283,6 +309,19 @@ out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --local-views 9 2>&1); rc
 [ $rc -eq 64 ] && out_has -- "--local-views must be 0…8, got 9" || fail "--local-views 9: rc $rc, '$out'"
 out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --objective cutpaste --local-views 2 2>&1); rc=$?
 [ $rc -eq 64 ] && out_has -- "--local-views applies to --objective contrastive, not cutpaste" || fail "cutpaste --local-views: rc $rc, '$out'"
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --labels 8 2>&1); rc=$?
+[ $rc -eq 64 ] && out_has -- "--labels needs --labelled-tree" || fail "--labels without --labelled-tree: rc $rc, '$out'"
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --labelled-tree "$WORK/tree" 2>&1); rc=$?
+[ $rc -eq 64 ] && out_has -- "--labelled-tree needs --labels N" || fail "--labelled-tree without --labels: rc $rc, '$out'"
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --labelled-tree "$WORK/tree" --labels 8 --objective cutpaste 2>&1); rc=$?
+[ $rc -eq 64 ] && out_has -- "--labelled-tree needs --objective contrastive without --local-views, got cutpaste" \
+  || fail "--labelled-tree with cutpaste: rc $rc, '$out'"
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --labelled-tree "$WORK/tree" --labels 8 --fold 5 2>&1); rc=$?
+[ $rc -eq 64 ] && out_has -- "--fold must be 0…4, got 5" || fail "--fold 5: rc $rc, '$out'"
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --labelled-tree "$WORK/tree" --labels 8 --supervised-batch 1 2>&1); rc=$?
+[ $rc -ne 0 ] && out_has -- "--supervised-batch must be 2…256, got 1" || fail "--supervised-batch 1: rc $rc, '$out'"
+out=$($T backbone --crops "$WORK/tree" --out "$WORK/x" --labelled-tree "$WORK/no-such-tree" --labels 8 --layout '{label}/{id}' 2>&1); rc=$?
+[ $rc -ne 0 ] && out_has "no-such-tree" || fail "missing --labelled-tree: rc $rc, '$out'"
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 0 --backbone "$WORK/straight/backbone.ckpt" --out "$WORK/e.onnx" 2>&1); rc=$?
 [ $rc -eq 64 ] && out_has -- "--labels must be at least 1" || fail "--labels 0: rc $rc, '$out'"
 head -c 100 "$WORK/straight/backbone.ckpt" >"$WORK/truncated.ckpt"

@@ -85,6 +85,11 @@ public enum BackboneObjective: String, Sendable, CaseIterable {
     /// deviations of every stage (`MultiScalePooling`, what the multi-scale head reads) instead of
     /// the last stage's pooled output, so the early stages must tell beans apart too.
     case multiScaleContrastive = "contrastive-multiscale"
+    /// Self-distillation without negatives (BYOL, Grill et al. 2020): the trunk and projector,
+    /// through a predictor, must give one view of a crop what a moving average of themselves (the
+    /// target) gives the other view. Nothing pushes crops apart, so beans that look alike are not
+    /// forced away from each other as NT-Xent's negatives force them in a batch of 64.
+    case byol
 }
 
 /// Everything `train backbone` trains: the trunk plus the objective's own layers (decoder or
@@ -99,6 +104,9 @@ public final class BackboneModel {
     /// `contrastive-multiscale`: the pooling the projector reads, around `trunk` (not part of
     /// `whole`, which already holds the trunk's parameters).
     public let pooling: MultiScalePooling?
+    /// `byol`: the moving-average target network (trunk and projector), part of `extra` for
+    /// checkpoints but not trained by the optimiser (its weights are buffers).
+    public let target: MovingAverageCopy?
 
     public init(shape: TrunkShape, objective: BackboneObjective, seed: UInt64) {
         self.shape = shape
@@ -107,6 +115,7 @@ public final class BackboneModel {
         var rng = SeededRandom(seed: seed ^ 0x5EED_0F_DEC0DE)
         let top = shape.widths.last ?? 1
         pooling = objective == .multiScaleContrastive ? MultiScalePooling(trunk: trunk, taps: shape.stageEnds) : nil
+        var target: MovingAverageCopy?
         switch objective {
         case .autoencoder:
             // Back up the stride pyramid: one ×2 upsampling per stride-2 stage (and the stem).
@@ -132,9 +141,35 @@ public final class BackboneModel {
             // Two heads side by side on the trunk's output (not in sequence): `trainStep` runs each
             // on its own rows.
             extra = Sequential([Self.projector(top, rng: &rng), Self.pasteClassifier(top, rng: &rng)])
+        case .byol:
+            // extra = [projector, predictor, target]; `trainStep` runs each on its own. The target
+            // starts as a copy of trunk and projector (built alike, then given their values).
+            let projector = Self.byolProjector(top, rng: &rng)
+            var overwritten = SeededRandom(seed: 0)  // the copy's initial values are replaced by the online network's
+            let copy = MovingAverageCopy(Sequential([shape.makeTrunk(seed: seed), Self.byolProjector(top, rng: &overwritten),
+                                                     Flatten(), L2Normalize()]),
+                                         following: Sequential([trunk, projector]))
+            target = copy
+            extra = Sequential([projector, Self.byolPredictor(rng: &rng), copy])
         }
+        self.target = target
         whole = Sequential([trunk, extra])
     }
+
+    /// BYOL's projector: pooled trunk output → 256 (batch norm, ReLU) → 64, as 1×1 convolutions
+    /// on the pooled 1×1 map so batch normalisation applies.
+    static func byolProjector(_ top: Int, rng: inout SeededRandom) -> Sequential {
+        Sequential([GlobalAvgPool(), Conv2d(top, 256, kernel: 1, bias: false, rng: &rng), BatchNorm2d(256), ReLU(),
+                    Conv2d(256, byolWidth, kernel: 1, bias: true, rng: &rng)])
+    }
+
+    /// BYOL's predictor on the projector's output, the same shape of MLP, then unit length.
+    static func byolPredictor(rng: inout SeededRandom) -> Sequential {
+        Sequential([Conv2d(byolWidth, 256, kernel: 1, bias: false, rng: &rng), BatchNorm2d(256), ReLU(),
+                    Conv2d(256, byolWidth, kernel: 1, bias: true, rng: &rng), Flatten(), L2Normalize()])
+    }
+
+    static let byolWidth = 64
 
     /// NT-Xent projector: pooled trunk output → 64 unit values.
     static func projector(_ top: Int, rng: inout SeededRandom) -> Sequential {
@@ -170,6 +205,11 @@ public struct BackboneOptions: Sendable, Equatable {
     public static let localViewScale = 2
     /// The part of the crop's side a local view shows.
     public static let localViewFractions: ClosedRange<Float> = 0.35...0.6
+    /// `contrastive` with labelled crops (`BackboneTrainer(labelled:)`): this many of them join
+    /// every step's batch, two views each, and every view of a class is a positive of every other
+    /// view of that class (the supervised contrastive loss of Khosla et al. 2020, in the same
+    /// softmax as the unlabelled crops' NT-Xent).
+    public var supervisedBatch = 32
 
     public init() {}
 
@@ -181,6 +221,9 @@ public struct BackboneOptions: Sendable, Equatable {
         guard (0...8).contains(localViews) else { throw TrainingError("--local-views must be 0…8, got \(localViews)") }
         guard localViews == 0 || objective == .contrastive else {
             throw TrainingError("--local-views needs --objective contrastive, not \(objective.rawValue)")
+        }
+        guard (2...256).contains(supervisedBatch) else {
+            throw TrainingError("--supervised-batch must be 2…256, got \(supervisedBatch)")
         }
     }
 }
@@ -199,6 +242,9 @@ public struct EpochReport: Sendable {
 public final class BackboneTrainer {
     public let options: BackboneOptions
     public let images: CropImages
+    /// Labelled crops that join every step (`BackboneOptions.supervisedBatch`), or nil: the
+    /// pre-training is then self-supervised only.
+    public let labelled: LabelledCrops?
     public let model: BackboneModel
     public private(set) var optimiser: Adam
     public private(set) var random: SeededRandom
@@ -206,13 +252,22 @@ public final class BackboneTrainer {
     public private(set) var epochsDone = 0
     let tensorizer = CropTensorizer()
 
-    public init(options: BackboneOptions, images: CropImages) throws {
+    public init(options: BackboneOptions, images: CropImages, labelled: LabelledCrops? = nil) throws {
         try options.validate()
         guard images.count >= 2 else {
             throw TrainingError("pre-training needs at least 2 crops, got \(images.count)")
         }
+        if let labelled {
+            guard options.objective == .contrastive, options.localViews == 0 else {
+                throw TrainingError("labelled crops in pre-training need --objective contrastive without --local-views")
+            }
+            guard labelled.images.size == images.size else {
+                throw TrainingError("labelled crops are \(labelled.images.size)×\(labelled.images.size), the unlabelled ones \(images.size)×\(images.size)")
+            }
+        }
         self.options = options
         self.images = images
+        self.labelled = labelled
         model = BackboneModel(shape: options.shape, objective: options.objective, seed: options.seed)
         optimiser = Adam(learningRate: options.learningRate, weightDecay: options.weightDecay)
         random = SeededRandom(seed: options.seed &+ 0x0DA7A)
@@ -227,7 +282,17 @@ public final class BackboneTrainer {
          "seed": String(options.seed), "zoom": String(options.augmentation.zoom),
          "brightness": String(options.augmentation.brightness), "colour": String(options.augmentation.colour),
          "temperature": String(options.temperature), "rotation": String(options.augmentation.rotation),
-         "local_views": String(options.localViews)]
+         "local_views": String(options.localViews), "supervised": supervisedDescription]
+    }
+
+    /// What the labelled part of the pre-training was, for the checkpoint: a resume must see the
+    /// same labelled crops (count and labels) and batch.
+    var supervisedDescription: String {
+        guard let labelled else { return "none" }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a over the labels and the pixels
+        for value in labelled.labels { hash = (hash ^ UInt64(value)) &* 0x100_0000_01b3 }
+        for byte in labelled.images.pixels { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return "\(labelled.images.count) crops, batch \(options.supervisedBatch), \(String(hash, radix: 16))"
     }
 
     /// Loads the state of an earlier run of the same configuration.
@@ -236,9 +301,9 @@ public final class BackboneTrainer {
         // Checkpoints from before these settings were options were made with these values.
         let defaults = ["zoom": String(Float(0)), "brightness": String(Augmentation().brightness),
                         "colour": String(Augmentation().colour), "temperature": String(BackboneOptions().temperature),
-                        "rotation": String(Float(0)), "local_views": "0"]
+                        "rotation": String(Float(0)), "local_views": "0", "supervised": "none"]
         for key in ["objective", "widths", "blocks", "stem_stride", "crop_size", "seed", "zoom", "brightness", "colour",
-                    "temperature", "rotation", "local_views"] {
+                    "temperature", "rotation", "local_views", "supervised"] {
             let made = checkpoint.metadata[key] ?? defaults[key]
             guard made == checkpointMetadata[key] else {
                 throw TrainingError("\(path): checkpoint was made with \(key) = \(checkpoint.metadata[key] ?? "none"), this run has \(checkpointMetadata[key] ?? "none")")
@@ -264,6 +329,7 @@ public final class BackboneTrainer {
             for s in 0..<steps {
                 let indices = Array(order[s * options.batch..<min((s + 1) * options.batch, order.count)])
                 let loss = trainStep(indices, params)
+                model.target?.follow(decay: Self.targetDecay)
                 guard loss.isFinite else {
                     throw TrainingError("loss became \(loss) in epoch \(epochsDone + 1) step \(s + 1); lower --lr")
                 }
@@ -295,14 +361,18 @@ public final class BackboneTrainer {
         case .contrastive where options.localViews > 0:
             loss = multiCropStep(indices)
         case .contrastive:
-            // Two independently augmented views of every crop, stacked: rows i and i + B pair up.
-            let a = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
-            let b = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
-            let x = Tensor(shape: [2 * indices.count] + Array(a.shape.dropFirst()), data: a.data + b.data)
-            let z = model.extra.forward(model.trunk.forward(x, training: true), training: true)
-            let (l, g) = ContrastiveLoss.ntXent(z, temperature: options.temperature)
-            _ = model.trunk.backward(model.extra.backward(g))
-            loss = l
+            if let labelled {
+                loss = semiSupervisedStep(indices, labelled: labelled)
+            } else {
+                // Two independently augmented views of every crop, stacked: rows i and i + B pair up.
+                let a = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
+                let b = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
+                let x = Tensor(shape: [2 * indices.count] + Array(a.shape.dropFirst()), data: a.data + b.data)
+                let z = model.extra.forward(model.trunk.forward(x, training: true), training: true)
+                let (l, g) = ContrastiveLoss.ntXent(z, temperature: options.temperature)
+                _ = model.trunk.backward(model.extra.backward(g))
+                loss = l
+            }
         case .multiScaleContrastive:
             let a = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
             let b = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
@@ -312,6 +382,8 @@ public final class BackboneTrainer {
             let (l, g) = ContrastiveLoss.ntXent(z, temperature: options.temperature)
             _ = pooling.backward(model.extra.backward(g))
             loss = l
+        case .byol:
+            loss = byolStep(indices)
         case .cutpaste:
             // The batch's crops as they are (class 0), then each again with a pasted patch (class 1).
             let a = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
@@ -347,6 +419,77 @@ public final class BackboneTrainer {
 }
 
 extension BackboneTrainer {
+    /// BYOL's step: two views a, b of every crop; the online network (trunk, projector,
+    /// predictor) sees [a; b], the target sees [b; a], so row i of each shows the same crop in
+    /// the other view. Loss: mean over rows of ‖p − t‖² = 2 − 2 cos(p, t) (symmetric in the
+    /// views); the gradient flows through the online network only.
+    func byolStep(_ indices: [Int]) -> Float {
+        guard let target = model.target, model.extra.layers.count == 3 else {
+            preconditionFailure("byol model without its projector, predictor and target")
+        }
+        let projector = model.extra.layers[0], predictor = model.extra.layers[1]
+        let a = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
+        let v = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
+        let shape = [2 * indices.count] + Array(a.shape.dropFirst())
+        let p = predictor.forward(projector.forward(model.trunk.forward(Tensor(shape: shape, data: a.data + v.data), training: true),
+                                                    training: true), training: true)
+        let t = target.forward(Tensor(shape: shape, data: v.data + a.data), training: true)
+        let (loss, grad) = Self.byolLoss(p, target: t)
+        _ = model.trunk.backward(projector.backward(predictor.backward(grad)))
+        return loss
+    }
+
+    /// Mean over rows of ‖p − t‖² and its gradient with respect to `p` (`t` is a constant).
+    static func byolLoss(_ p: Tensor, target t: Tensor) -> (loss: Float, grad: Tensor) {
+        precondition(p.shape == t.shape && p.shape.count == 2, "byol loss: prediction \(p.shape), target \(t.shape)")
+        let rows = Float(p.shape[0])
+        var grad = Tensor(zeros: p.shape)
+        var total: Float = 0
+        for i in 0..<p.count {
+            let d = p.data[i] - t.data[i]
+            total += d * d
+            grad.data[i] = 2 * d / rows
+        }
+        return (total / rows, grad)
+    }
+
+    /// BYOL's target decay per step. Constant, not BYOL's cosine schedule towards 1: a schedule
+    /// depends on the planned number of steps, and a run resumed with more epochs would then not
+    /// end where an uninterrupted one does. At 0.99 the target averages the last ≈ 100 steps.
+    static let targetDecay: Float = 0.99
+
+    /// One contrastive step on the unlabelled crops at `indices` plus `supervisedBatch` labelled
+    /// crops drawn at random: two views of each, one trunk pass, one softmax. An unlabelled view's
+    /// positive is its crop's other view (NT-Xent); a labelled view's positives are all other views
+    /// of its class in the batch (supervised contrastive). The labelled crops are drawn with the
+    /// trainer's generator, so a resumed run draws the same ones.
+    func semiSupervisedStep(_ indices: [Int], labelled: LabelledCrops) -> Float {
+        let b = indices.count
+        let chosen = Self.draw(min(options.supervisedBatch, labelled.images.count), of: labelled.images.count, rng: &random)
+        let a = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
+        let la = tensorizer.batch(labelled.images, indices: chosen, augmentation: options.augmentation, rng: &random)
+        let v = tensorizer.batch(images, indices: indices, augmentation: options.augmentation, rng: &random)
+        let lv = tensorizer.batch(labelled.images, indices: chosen, augmentation: options.augmentation, rng: &random)
+        let rows = 2 * (b + chosen.count)
+        let x = Tensor(shape: [rows] + Array(a.shape.dropFirst()), data: a.data + la.data + v.data + lv.data)
+        // Unlabelled crop k is group k; a labelled crop of class c is group b + c.
+        let viewGroups = Array(0..<b) + chosen.map { b + labelled.labels[$0] }
+        let z = model.extra.forward(model.trunk.forward(x, training: true), training: true)
+        let (l, g) = ContrastiveLoss.multiPositive(z, groups: viewGroups + viewGroups, temperature: options.temperature)
+        _ = model.trunk.backward(model.extra.backward(g))
+        return l
+    }
+
+    /// `count` distinct indices of 0..<n, drawn uniformly (a partial Fisher–Yates shuffle).
+    static func draw(_ count: Int, of n: Int, rng: inout SeededRandom) -> [Int] {
+        var pool = Array(0..<n)
+        for k in 0..<min(count, n) {
+            let j = k + Int(rng.next() % UInt64(n - k))
+            pool.swapAt(k, j)
+        }
+        return Array(pool.prefix(count))
+    }
+
     /// One multi-crop contrastive step: the two views of each crop as in `contrastive`, and
     /// `localViews` local views of it, smaller, so they go through the trunk as a batch of their
     /// own. The loss ties every view of a crop to all its others. The layers keep the activations
@@ -498,6 +641,45 @@ public enum CutPaste {
             for ch in 0..<c {
                 for y in 0..<ph {
                     for xx in 0..<pw { x.data[base + (ch * h + ty + y) * w + tx + xx] = patch[(ch * ph + y) * pw + xx] }
+                }
+            }
+        }
+    }
+}
+
+/// A moving average of a network's weights (BYOL's target): it runs forward only, with batch
+/// statistics, and its weights are buffers, so an optimiser stepping `parameters` leaves them
+/// alone while checkpoints keep them.
+public final class MovingAverageCopy: Layer {
+    public let network: Layer
+    /// The layers it averages, built by the same code as `network` (same parameter order).
+    public let source: Layer
+
+    public init(_ network: Layer, following source: Layer) {
+        let own = network.parameters, followed = source.parameters
+        precondition(own.count == followed.count && zip(own, followed).allSatisfy { $0.shape == $1.shape },
+                     "MovingAverageCopy: the copy's parameters do not match those it follows")
+        self.network = network
+        self.source = source
+        for (mine, theirs) in zip(own, followed) { mine.value = theirs.value }
+    }
+
+    public var parameters: [Parameter] { [] }
+    public var buffers: [Parameter] { network.parameters + network.buffers }
+    public func namedState(prefix: String) -> [(String, Parameter)] { network.namedState(prefix: prefix) }
+
+    public func forward(_ x: Tensor, training: Bool) -> Tensor { network.forward(x, training: training) }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        preconditionFailure("MovingAverageCopy is not trained by gradients; call follow(decay:)")
+    }
+
+    /// weights ← decay × weights + (1 − decay) × the followed network's weights.
+    public func follow(decay: Float) {
+        for (mine, theirs) in zip(network.parameters, source.parameters) {
+            mine.value.withUnsafeMutableBufferPointer { w in
+                theirs.value.withUnsafeBufferPointer { s in
+                    for i in 0..<w.count { w[i] = decay * w[i] + (1 - decay) * s[i] }
                 }
             }
         }

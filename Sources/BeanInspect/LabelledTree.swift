@@ -105,12 +105,19 @@ public struct LabelledTree: Sendable {
     public var labels: [Label] { Array(Set(beans.map(\.label))).sorted { $0.name < $1.name } }
     public var photoCount: Int { beans.reduce(0) { $0 + $1.photos.count } }
 
+    /// The relative paths under `directory`, recursively. Foundation's enumerator does not descend
+    /// into a directory given as a symbolic link (a tree linked into place), so the link is
+    /// resolved first; the paths stay relative, to be joined to the caller's spelling.
+    public static func enumerator(of directory: String) -> FileManager.DirectoryEnumerator? {
+        FileManager.default.enumerator(atPath: URL(fileURLWithPath: directory).resolvingSymlinksInPath().path)
+    }
+
     public init(root: String, layout: TreeLayout = .mindforge) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw LabelledTreeError.notADirectory(root)
         }
-        guard let enumerator = FileManager.default.enumerator(atPath: root) else {
+        guard let enumerator = Self.enumerator(of: root) else {
             throw LabelledTreeError.unreadable(root)
         }
         var relativePaths: [String] = []

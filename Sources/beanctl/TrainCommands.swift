@@ -554,7 +554,7 @@ struct TrainCrops: ParsableCommand {
             try fm.createSymbolicLink(atPath: target, withDestinationPath: (path as NSString).standardizingPath)
         }
         var sideFiles = 0
-        if let enumerator = fm.enumerator(atPath: tree) {
+        if let enumerator = LabelledTree.enumerator(of: tree) {
             while let next = enumerator.nextObject() as? String {
                 guard (next as NSString).pathExtension.lowercased() == "txt" else { continue }
                 let target = (out as NSString).appendingPathComponent(next)

@@ -40,7 +40,7 @@ struct TrainingCrops {
                 files.append(directory)
                 continue
             }
-            guard let enumerator = FileManager.default.enumerator(atPath: directory) else {
+            guard let enumerator = LabelledTree.enumerator(of: directory) else {
                 throw TrainError("\(directory): cannot list the directory")
             }
             var found: [String] = []

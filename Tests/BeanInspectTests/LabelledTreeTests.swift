@@ -43,6 +43,18 @@ import Testing
         #expect(tree.photoCount == 3)
     }
 
+    /// A tree reached through a symbolic link (a root that links to the photos' directory) reads
+    /// as the directory itself, with the photos' paths spelled through the link.
+    @Test func rootThatIsASymbolicLinkIsFollowed() throws {
+        let root = try makeTree(["Black/a.png", "Normal/c.jpeg"])
+        let link = root + "-link"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: root)
+        defer { try? FileManager.default.removeItem(atPath: root); try? FileManager.default.removeItem(atPath: link) }
+        let tree = try LabelledTree(root: link, layout: try TreeLayout(template: "{label}/{id}"))
+        #expect(tree.beans.map(\.key) == ["Black/a", "Normal/c"])
+        #expect(tree.beans.flatMap(\.photos).map(\.path) == [link + "/Black/a.png", link + "/Normal/c.jpeg"])
+    }
+
     @Test func malformedLayoutsAreRefusedWithTheReason() {
         #expect(throws: TreeLayoutError.malformed("{batch}/{id}", "needs exactly one {label}")) {
             try TreeLayout(template: "{batch}/{id}")

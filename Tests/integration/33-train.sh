@@ -74,6 +74,12 @@ grep -q "resumed from .* after epoch 3" "$WORK/resume.err" || fail "resume did n
 # The checkpoint header holds a JSON dictionary (key order varies): compare the exported weights.
 cmp -s "$WORK/straight/backbone.onnx" "$WORK/split/backbone.onnx" || fail "resumed run's weights differ from the uninterrupted run's"
 echo "ok: resumed run equals the uninterrupted run"
+# A tree linked into place (the directory given is a symbolic link) is read like the directory.
+ln -s "$WORK/tree" "$WORK/linked"
+out=$($T backbone --crops "$WORK/linked" --out "$WORK/linked-out" --epochs 1 --max-steps-per-epoch 1 --seed 3 "${COMMON[@]}" 2>&1) \
+  || fail "train backbone --crops <symbolic link>: '$out'"
+out_has "pre-training (contrastive) on 24 crops" || fail "train backbone --crops <symbolic link> did not read the 24 crops: '$out'"
+echo "ok: a crop directory given as a symbolic link"
 
 # Every view option and the combined objective at once; a resume with another rotation is refused
 # and says which setting differs.

@@ -9,7 +9,7 @@ struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
         abstract: "Inspect or run an ONNX encoder with beand's runtime.",
-        subcommands: [ModelInfo.self, ModelRun.self]
+        subcommands: [ModelInfo.self, ModelRun.self, ModelCombine.self]
     )
 }
 
@@ -66,6 +66,43 @@ struct ModelInfo: ParsableCommand {
         print("parameters:  \(model.parameterCount)")
         print("MACs/sample: \(model.macsPerSample)")
         print("fingerprint: \(model.fingerprint)")
+    }
+}
+
+struct ModelCombine: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "combine",
+        abstract: "Write one encoder that runs several on the same crop and joins their embeddings (an ensemble).",
+        discussion: """
+            The output is the concatenation of the members' embeddings, L2-normalised: with unit-length \
+            members, its cosine similarity is the mean of theirs. The members must take the same input \
+            (crop size); the ensemble costs the sum of their work. Its store must be built with the \
+            ensemble itself (beanctl enroll): the vectors of a member's store do not fit it.
+            """
+    )
+
+    @Argument(help: "ONNX encoders (at least two).") var members: [String] = []
+    @Option(help: ArgumentHelp("Where to write the ensemble.", valueName: "file")) var out: String
+
+    func run() throws {
+        guard members.count >= 2 else { throw ValidationError("give at least two encoders to combine, got \(members.count)") }
+        var data: [Data] = []
+        for path in members {
+            guard let bytes = FileManager.default.contents(atPath: path) else {
+                throw ValidationError("\(path): cannot read the file")
+            }
+            // Each member must load on its own first, so an error names the member, not the ensemble.
+            _ = try loadOrExplain(path, size: nil)
+            data.append(bytes)
+        }
+        let combined: Data
+        do { combined = try EncoderEnsemble.combine(data, sources: members) } catch let error as ModelError {
+            FileHandle.standardError.write(Data("beanctl: cannot combine: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        try writeAtomically(combined, to: out)
+        let model = try loadOrExplain(out, size: nil)
+        print("ensemble \(out) of \(members.count) encoders (\(model.outputDim)-d, \(model.parameterCount) parameters, \(model.macsPerSample) MACs per crop, fingerprint \(model.fingerprint))")
     }
 }
 

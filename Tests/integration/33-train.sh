@@ -288,6 +288,33 @@ for m in ("tuned", "mlp", "pooled"):
 # Fine-tuning changed the trunk: its embeddings differ from the frozen-trunk head's.
 assert np.abs(np.load(f"{w}/tuned.y.npy") - first).max() > 1e-3
 EOF
+# An ensemble of two encoders (beanctl model combine): onnxruntime runs it with the runtime's outputs,
+# which are the members' embeddings side by side at unit length; another crop size or a single
+# member is refused.
+out=$("$BIN/beanctl" model combine "$WORK/encoder.onnx" "$WORK/pooled.onnx" --out "$WORK/ensemble.onnx" 2>&1) \
+  || fail "model combine exited non-zero: '$out'"
+out_has "of 2 encoders (256-d" || fail "model combine did not report a 256-d ensemble: '$out'"
+"$BIN/beanctl" model run "$WORK/ensemble.onnx" --input "$WORK/x.npy" --output "$WORK/ensemble.y.npy" >/dev/null \
+  || fail "beand's runtime cannot run the ensemble"
+"$PY" - "$WORK" <<'EOF' || fail "the ensemble's outputs are not its members' side by side, or onnxruntime disagrees"
+import sys
+import numpy as np, onnxruntime as ort
+w = sys.argv[1]
+x = np.load(f"{w}/x.npy")
+ours = np.load(f"{w}/ensemble.y.npy")
+s = ort.InferenceSession(f"{w}/ensemble.onnx", providers=["CPUExecutionProvider"])
+ref = s.run(None, {s.get_inputs()[0].name: x})[0]
+members = np.concatenate([np.load(f"{w}/y.npy"), np.load(f"{w}/pooled.y.npy")], axis=1) / np.sqrt(2)
+err, joined = np.abs(ref - ours).max(), np.abs(members - ours).max()
+assert ref.shape == (5, 256) and err <= 1e-4 and joined <= 1e-4, (ref.shape, err, joined)
+print(f"ok: ensemble 256-d, runtime vs onnxruntime max abs error {err:.2e}, vs its members {joined:.2e}")
+EOF
+out=$("$BIN/beanctl" model combine "$WORK/encoder.onnx" "$WORK/small.onnx" --out "$WORK/mixed.onnx" 2>&1); rc=$?
+[ $rc -ne 0 ] && out_has "small.onnx takes input \[3, 48, 48\], .*encoder.onnx takes \[3, 64, 64\]" || fail "combine of 64- and 48-pixel encoders: rc $rc, '$out'"
+[ ! -e "$WORK/mixed.onnx" ] || fail "a refused combine wrote its output"
+out=$("$BIN/beanctl" model combine "$WORK/encoder.onnx" --out "$WORK/one.onnx" 2>&1); rc=$?
+[ $rc -eq 64 ] && out_has "at least two encoders" || fail "combine of one encoder: rc $rc, '$out'"
+echo "ok: model combine refuses another crop size and a single member"
 
 # Bad input.
 out=$($T head --tree "$WORK/tree" --layout '{label}/{id}' --labels 4 --backbone "$WORK/straight/backbone.ckpt" --out "$WORK/e.onnx" --head mlp --fine-tune-steps 5 2>&1); rc=$?

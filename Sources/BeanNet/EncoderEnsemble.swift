@@ -97,8 +97,9 @@ public enum EncoderEnsemble {
         graph.node = nodes
         graph.initializer = initializers
         let width: Int64? = outputWidths.contains(nil) ? nil : outputWidths.compactMap { $0 }.reduce(0, +)
-        graph.input = [valueInfo(inputName, dims: [batchDimension()] + (sampleShape ?? []))]
-        graph.output = [valueInfo(outputName, dims: [batchDimension(), width.map(fixedDimension) ?? batchDimension(named: "D")])]
+        let batch = ONNXExport.symbolicDimension("N")
+        graph.input = [ONNXExport.valueInfo(inputName, shape: [batch] + (sampleShape ?? []))]
+        graph.output = [ONNXExport.valueInfo(outputName, shape: [batch, width.map(ONNXExport.fixedDimension) ?? ONNXExport.symbolicDimension("D")])]
         var model = Onnx_ModelProto()
         model.irVersion = irVersion
         model.producerName = "beanctl model combine"
@@ -117,29 +118,5 @@ public enum EncoderEnsemble {
             if case .dimParam(let p)? = d.value { return p }
             return "?"
         }.joined(separator: ", ") + "]"
-    }
-
-    static func batchDimension(named name: String = "N") -> Onnx_TensorShapeProto.Dimension {
-        var dimension = Onnx_TensorShapeProto.Dimension()
-        dimension.dimParam = name
-        return dimension
-    }
-
-    static func fixedDimension(_ value: Int64) -> Onnx_TensorShapeProto.Dimension {
-        var dimension = Onnx_TensorShapeProto.Dimension()
-        dimension.dimValue = value
-        return dimension
-    }
-
-    static func valueInfo(_ name: String, dims: [Onnx_TensorShapeProto.Dimension]) -> Onnx_ValueInfoProto {
-        var info = Onnx_ValueInfoProto()
-        info.name = name
-        var tensor = Onnx_TypeProto.Tensor()
-        tensor.elemType = Int32(Onnx_TensorProto.DataType.float.rawValue)
-        var shape = Onnx_TensorShapeProto()
-        shape.dim = dims
-        tensor.shape = shape
-        info.type.tensorType = tensor
-        return info
     }
 }

@@ -37,20 +37,33 @@ public enum ONNXExport {
         }
     }
 
+    /// A float tensor's declaration; nil dimensions are the symbolic batch "N".
     static func valueInfo(_ name: String, dims: [Int64?]) -> Onnx_ValueInfoProto {
+        valueInfo(name, shape: dims.map { $0.map(fixedDimension) ?? symbolicDimension("N") })
+    }
+
+    static func valueInfo(_ name: String, shape dims: [Onnx_TensorShapeProto.Dimension]) -> Onnx_ValueInfoProto {
         var vi = Onnx_ValueInfoProto()
         vi.name = name
         var tt = Onnx_TypeProto.Tensor()
         tt.elemType = Int32(Onnx_TensorProto.DataType.float.rawValue)
         var shape = Onnx_TensorShapeProto()
-        shape.dim = dims.map { d in
-            var dim = Onnx_TensorShapeProto.Dimension()
-            if let d { dim.dimValue = d } else { dim.dimParam = "N" }
-            return dim
-        }
+        shape.dim = dims
         tt.shape = shape
         vi.type.tensorType = tt
         return vi
+    }
+
+    static func fixedDimension(_ value: Int64) -> Onnx_TensorShapeProto.Dimension {
+        var dimension = Onnx_TensorShapeProto.Dimension()
+        dimension.dimValue = value
+        return dimension
+    }
+
+    static func symbolicDimension(_ name: String) -> Onnx_TensorShapeProto.Dimension {
+        var dimension = Onnx_TensorShapeProto.Dimension()
+        dimension.dimParam = name
+        return dimension
     }
 
     struct GraphBuilder {

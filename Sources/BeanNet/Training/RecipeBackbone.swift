@@ -289,9 +289,9 @@ public final class BackboneTrainer {
     /// same labelled crops (count and labels) and batch.
     var supervisedDescription: String {
         guard let labelled else { return "none" }
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a over the labels and the pixels
-        for value in labelled.labels { hash = (hash ^ UInt64(value)) &* 0x100_0000_01b3 }
-        for byte in labelled.images.pixels { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        var content = Data(labelled.labels.flatMap { withUnsafeBytes(of: Int64($0).littleEndian, Array.init) })
+        content.append(contentsOf: labelled.images.pixels)
+        let hash = Checkpoint.fnv1a(content)
         return "\(labelled.images.count) crops, batch \(options.supervisedBatch), \(String(hash, radix: 16))"
     }
 

@@ -22,7 +22,9 @@
 #   label-scaling rows are LABEL_COUNTS="1000 3000" ROWS=full (with GOOD_SHARE=proportional for
 #   its "How far labels take this trunk" table).
 # Below the table: for the full method, the daemon's default policy's defect recall and share of
-# good beans rejected (fold i's beans in eval's --scores CSV of encoder i, mean over folds).
+# good beans rejected (fold i's beans in eval's --scores CSV of encoder i, mean over folds), and
+# the defect recall of the daemon's vote at 1, 3 and 5 % of good beans rejected with the reject
+# share that gives it (eval's reject_share_at_good_rejected).
 set -euo pipefail
 ROOT="${BEAND_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
 BIN="${BEAND_BIN:-$ROOT/.build/release}"
@@ -82,9 +84,9 @@ print(f"| {name} | {pooled[0]:.3f} ({lo(0):.3f}–{hi(0):.3f}) | {pooled[1]*100:
 PYEOF
 }
 
-policy_figures() {  # labels csv-files… → one line: the policy's defect recall and good beans rejected
+policy_figures() {  # labels csv-files… → two lines: the policy's defect recall and good beans rejected
   "$PY" - "$@" <<'PYEOF'
-import csv, sys
+import csv, json, sys
 n, files = sys.argv[1], sys.argv[2:]
 recall, good = [], []
 for fold, path in enumerate(files):
@@ -94,6 +96,18 @@ for fold, path in enumerate(files):
     recall.append(sum(defect) / len(defect)); good.append(sum(sound) / len(sound))
 print(f"full method, {n} labels, the daemon's policy: defect recall {100 * sum(recall) / len(recall):.0f} %, "
       f"good beans rejected {100 * sum(good) / len(good):.0f} % (mean over folds)")
+# The same vote at a chosen share of good beans rejected (eval's reject_share_at_good_rejected,
+# fold i's figures from the JSON beside the CSV): defect recall, and the reject share giving it.
+parts = []
+for key in ("0.01", "0.03", "0.05"):
+    at = [json.load(open(path[:-4] + ".json"))["folds"]["per_fold"][fold]["reject_share_at_good_rejected"][key]
+          for fold, path in enumerate(files)]
+    if any(a is None or a["reject_share"] is None for a in at):
+        parts.append(f"{float(key) * 100:.0f} %: not reachable on every fold")
+        continue
+    parts.append(f"{float(key) * 100:.0f} %: defect recall {100 * sum(a['recall'] for a in at) / len(at):.0f} % "
+                 f"(reject share {min(a['reject_share'] for a in at):.3f}–{max(a['reject_share'] for a in at):.3f})")
+print(f"full method, {n} labels, the daemon's vote at a share of good beans rejected: " + "; ".join(parts))
 PYEOF
 }
 policy_lines=()

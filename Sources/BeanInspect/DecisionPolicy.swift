@@ -125,6 +125,32 @@ public struct DecisionPolicy: Sendable, Hashable {
             return unknown(score: nearestDistance, reason: .unknown)
         }
 
+        var rejectBy: (label: Label, share: Double)?
+        var top: (label: Label, share: Double)?
+        for (label, share) in voteShares(used) {
+            if top.map({ Self.prefer(label, share, over: $0.label, $0.share, good: goodLabels) }) ?? true {
+                top = (label, share)
+            }
+            guard !goodLabels.contains(label) else { continue }
+            guard Self.reaches(share, threshold: thresholds.rejectShare(for: label)) else { continue }
+            if rejectBy.map({ Self.prefer(label, share, over: $0.label, $0.share, good: []) }) ?? true {
+                rejectBy = (label, share)
+            }
+        }
+        if let rejectBy {
+            return Decision(verdict: .reject, eject: true, label: rejectBy.label, score: rejectBy.share, reason: .vote)
+        }
+        return Decision(verdict: .accept, eject: false, label: top?.label, score: top?.share,
+                        reason: .voteBelowThresholds)
+    }
+
+    /// Whether a vote share reaches a reject threshold. A small absolute tolerance so that, e.g.,
+    /// two equal votes of four reach a 0.5 threshold despite rounding in the weight sums.
+    public static func reaches(_ share: Double, threshold: Double) -> Bool { share + 1e-12 >= threshold }
+
+    /// Each label's share of the distance-weighted vote of `used` (usable neighbours), in the
+    /// order the labels first appear.
+    private func voteShares(_ used: [Neighbor]) -> [(label: Label, share: Double)] {
         // k is small (tens at most): a linear table keeps this allocation-light and ordered.
         var tally: [(label: Label, weight: Double)] = []
         tally.reserveCapacity(used.count)
@@ -139,27 +165,25 @@ public struct DecisionPolicy: Sendable, Hashable {
                 tally.append((neighbor.label, weight))
             }
         }
+        guard total > 0 else { return [] }
+        return tally.map { ($0.label, $0.weight / total) }
+    }
 
-        var rejectBy: (label: Label, share: Double)?
-        var top: (label: Label, share: Double)?
-        for entry in tally {
-            let share = entry.weight / total
-            if top.map({ Self.prefer(entry.label, share, over: $0.label, $0.share, good: goodLabels) }) ?? true {
-                top = (entry.label, share)
-            }
-            guard !goodLabels.contains(entry.label) else { continue }
-            // A relative tolerance so that, e.g., two equal votes of four reach a 0.5 threshold
-            // despite rounding in the weight sums.
-            guard share + 1e-12 >= thresholds.rejectShare(for: entry.label) else { continue }
-            if rejectBy.map({ Self.prefer(entry.label, share, over: $0.label, $0.share, good: []) }) ?? true {
-                rejectBy = (entry.label, share)
-            }
-        }
-        if let rejectBy {
-            return Decision(verdict: .reject, eject: true, label: rejectBy.label, score: rejectBy.share, reason: .vote)
-        }
-        return Decision(verdict: .accept, eject: false, label: top?.label, score: top?.share,
-                        reason: .voteBelowThresholds)
+    /// Vote mode: the largest vote share of any defect label among the k nearest of `neighbors`
+    /// (0 when they are all good); nil without a usable neighbour or in one-class mode. With no
+    /// per-label thresholds and no unknown distance, the policy rejects exactly when this
+    /// reaches `thresholds.defaultRejectShare` (`reaches(_:threshold:)`), which is what lets
+    /// `beanctl eval` say which reject share gives a chosen share of good beans rejected.
+    public func largestDefectShare(_ neighbors: [Neighbor]) -> Double? {
+        guard mode == .vote else { return nil }
+        let used = Self.nearest(k, of: neighbors, where: { _ in true })
+        guard !used.isEmpty else { return nil }
+        return voteShares(used).filter { !goodLabels.contains($0.label) }.map(\.share).max() ?? 0
+    }
+
+    /// Whether `largestDefectShare` decides this policy's verdicts alone (see there).
+    public var rejectsByLargestDefectShare: Bool {
+        mode == .vote && thresholds.rejectShare.isEmpty && thresholds.unknownDistance == nil
     }
 
     /// Larger share wins; on equal shares a good label wins (accept reports the good label), then

@@ -38,6 +38,34 @@ public enum SorterMetrics {
         return descending[allowed]
     }
 
+    /// The reject share to give the daemon's vote (its `default` threshold) so that at most
+    /// `rate` of the good beans are rejected, from each bean's largest defect-label share
+    /// (`DecisionPolicy.largestDefectShare`, the largest over its sides): the smallest multiple
+    /// of 0.001 that the (⌊rate·n⌋+1)-th highest good share does not reach
+    /// (`DecisionPolicy.reaches`). Nil without good beans, and when even 1 would reject more:
+    /// too many good beans have a defect label's whole vote.
+    public static func rejectShare(good: [Double], rejectingAtMost rate: Double) -> Double? {
+        guard !good.isEmpty else { return nil }
+        let allowed = Int((rate * Double(good.count) + 1e-9).rounded(.down))
+        guard allowed < good.count else { return shareStep }
+        let kept = good.sorted(by: >)[allowed]
+        var steps = Int((kept / shareStep).rounded(.down))
+        while DecisionPolicy.reaches(kept, threshold: Double(steps) * shareStep) { steps += 1 }
+        let share = Double(steps) * shareStep
+        return share <= 1 + 1e-12 ? min(share, 1) : nil
+    }
+
+    /// The grid `rejectShare(good:rejectingAtMost:)` chooses on: a value an operator can type.
+    public static let shareStep = 0.001
+
+    /// Binary counts when every bean whose largest defect-label share reaches `share` is rejected.
+    public static func counts(defectShares defect: [Double], goodShares good: [Double], rejectShare share: Double) -> BinaryCounts {
+        let tp = defect.filter { DecisionPolicy.reaches($0, threshold: share) }.count
+        let fp = good.filter { DecisionPolicy.reaches($0, threshold: share) }.count
+        return BinaryCounts(truePositives: tp, falsePositives: fp, falseNegatives: defect.count - tp,
+                            trueNegatives: good.count - fp)
+    }
+
     /// Fraction of `scores` strictly above `threshold`; nil when empty.
     public static func fractionAbove(_ scores: [Double], threshold: Double) -> Double? {
         guard !scores.isEmpty else { return nil }

@@ -80,7 +80,7 @@ struct Eval: ParsableCommand {
     @Option(help: ArgumentHelp("Embeddings cache (.npy plus a .json beside it): reused when tree, encoder and cropping match.", valueName: "FILE.npy"))
     var cache: String?
 
-    @Option(help: ArgumentHelp("Write per-bean scores as CSV (bean,label,defect,score,rejected,fold).", valueName: "FILE.csv"))
+    @Option(help: ArgumentHelp("Write per-bean scores as CSV (bean,label,defect,score,rejected,fold,vote_share).", valueName: "FILE.csv"))
     var scores: String?
 
     @Option(help: ArgumentHelp("Write report.json and PNG plots (roc.png, pr.png, confusion.png) here.", valueName: "DIR"))
@@ -393,6 +393,9 @@ struct BeanOutcome {
     var score: Double
     /// Whether the policy ejects any usable side.
     var rejected: Bool
+    /// Vote mode: the largest defect-label vote share over the bean's usable sides
+    /// (`DecisionPolicy.largestDefectShare`; 0 without one).
+    var policyShare: Double = 0
     var fold: Int?
     /// (true label, predicted label) per usable side.
     var sides: [(truth: String, predicted: String)]
@@ -416,7 +419,7 @@ struct BeanScorer {
         let k = min(max(policy.k, scoreK), SearchLimits.maximumK)
         let results = try store.search(queries: queries, k: k, options: SearchOptions(threads: threads))
         let storeLabels = store.labels
-        var sideOf: [Int: (score: Double, decision: Decision)] = [:]
+        var sideOf: [Int: (score: Double, decision: Decision, share: Double?)] = [:]
         for (q, row) in rows.enumerated() {
             var neighbors: [Neighbor] = []
             for slot in 0..<k {
@@ -426,14 +429,16 @@ struct BeanScorer {
                 neighbors.append(Neighbor(label: Label(label), distance: results.distances[q * k + slot], vectorID: UInt64(id)))
             }
             // The daemon searches exactly k: the policy gets the k nearest, as there.
-            sideOf[row] = (rejectScore(neighbors), policy.decide(Array(neighbors.prefix(policy.k))))
+            let nearest = Array(neighbors.prefix(policy.k))
+            sideOf[row] = (rejectScore(neighbors), policy.decide(nearest), policy.largestDefectShare(nearest))
         }
         return indices.map { index in
             let bean = beans[index]
             let sides = rowsOfBean[index].compactMap { sideOf[$0] }
             return BeanOutcome(
                 key: bean.key, label: bean.label.name, isDefect: !policy.goodLabels.contains(bean.label),
-                score: sides.map(\.score).max() ?? .infinity, rejected: sides.contains { $0.decision.eject }, fold: fold,
+                score: sides.map(\.score).max() ?? .infinity, rejected: sides.contains { $0.decision.eject },
+                policyShare: sides.compactMap(\.share).max() ?? 0, fold: fold,
                 sides: sides.map { (bean.label.name, Self.predictedName($0.decision)) })
         }
     }

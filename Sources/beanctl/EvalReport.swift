@@ -6,7 +6,7 @@ import Foundation
 /// JSON keys are a contract (the trainer's scripts and MODEL_CARD.md read them): add, never rename.
 struct EvalReport {
     static let goodRejectedRates: [(key: String, rate: Double)] = [("0.01", 0.01), ("0.03", 0.03), ("0.05", 0.05)]
-    static let thresholdRule = "f1: bean rejected when the policy ejects any usable side (vote: a defect label's share >= reject_share; one-class: mean distance > one_class_distance; unknown: unknown_action). recall_at_good_rejected[r]: reject when score > the ((floor(r*good)+1)-th highest good score)."
+    static let thresholdRule = "f1: bean rejected when the policy ejects any usable side (vote: a defect label's share >= reject_share; one-class: mean distance > one_class_distance; unknown: unknown_action). recall_at_good_rejected[r]: reject when score > the ((floor(r*good)+1)-th highest good score). reject_share_at_good_rejected[r]: the policy's vote with reject_share = the smallest multiple of 0.001 that the ((floor(r*good)+1)-th highest good vote_share does not reach."
 
     let policy: DecisionPolicy
     let encoder: String
@@ -30,7 +30,7 @@ struct EvalReport {
                           outcomes new: [BeanOutcome]) {
         outcomes += new
         guard let fold else { return }
-        let figures = SorterFigures(new)
+        let figures = SorterFigures(new, policy: policy)
         // Per fold too, so a run with one encoder per fold (the held-out fold of each) can report
         // the 11-class figures of exactly the beans each encoder never saw.
         let confusion = ConfusionMatrix(pairs: new.flatMap(\.sides))
@@ -39,6 +39,7 @@ struct EvalReport {
             "store_vectors": storeVectors, "test_beans": new.count,
             "roc_auc": json(figures.auc), "f1": json(figures.policy.f1),
             "recall_at_good_rejected": Dictionary(uniqueKeysWithValues: figures.atRate.map { ($0.key, json($0.recall)) }),
+            "reject_share_at_good_rejected": shareAtRateObject(figures),
             "macro_f1": json(confusion.macroF1), "macro_f1_defect_labels": json(defectMacroF1(confusion)),
             "confusion": confusionObject(confusion),
         ])
@@ -47,7 +48,7 @@ struct EvalReport {
 
     /// Figures over all beans evaluated (all folds pooled).
     func summary() -> Summary {
-        let figures = SorterFigures(outcomes)
+        let figures = SorterFigures(outcomes, policy: policy)
         let confusion = ConfusionMatrix(pairs: outcomes.flatMap(\.sides))
         return Summary(figures: figures, confusion: confusion)
     }
@@ -86,6 +87,7 @@ struct EvalReport {
             "threshold_at_good_rejected": Dictionary(uniqueKeysWithValues: f.atRate.map { ($0.key, json($0.threshold)) }),
             "good_rejected_at": Dictionary(uniqueKeysWithValues: f.atRate.map { ($0.key, json($0.goodRejected)) }),
             "f1_at_good_rejected": Dictionary(uniqueKeysWithValues: f.atRate.map { ($0.key, json($0.f1)) }),
+            "reject_share_at_good_rejected": shareAtRateObject(f),
             "macro_f1": json(summary.confusion.macroF1),
             "macro_f1_defect_labels": json(defectMacroF1(summary.confusion)),
             "accuracy": summary.confusion.accuracy,
@@ -126,6 +128,16 @@ struct EvalReport {
         return String(decoding: data, as: UTF8.self)
     }
 
+    /// Per rate, the daemon's reject share there and what it does; null when the policy's verdicts
+    /// do not follow that one threshold.
+    private func shareAtRateObject(_ f: SorterFigures) -> Any {
+        guard let rates = f.shareAtRate else { return NSNull() }
+        return Dictionary(uniqueKeysWithValues: rates.map { r -> (String, Any) in
+            (r.key, ["reject_share": json(r.threshold), "recall": json(r.recall),
+                     "good_rejected": json(r.goodRejected), "f1": json(r.f1)] as [String: Any])
+        })
+    }
+
     private func confusionObject(_ c: ConfusionMatrix) -> [String: Any] {
         ["true": c.trueLabels, "predicted": c.predictedLabels, "counts": c.counts]
     }
@@ -142,14 +154,17 @@ struct EvalReport {
 
     // MARK: CSV and text
 
-    /// bean,label,defect,score,rejected,fold — one line per bean; score "inf" when no good neighbour.
+    /// bean,label,defect,score,rejected,fold,vote_share — one line per bean; score "inf" when no
+    /// good neighbour; vote_share the largest defect-label share of the policy's vote over the
+    /// bean's usable sides (empty in one-class mode).
     func scoresCSV() -> String {
-        var lines = ["bean,label,defect,score,rejected,fold"]
+        var lines = ["bean,label,defect,score,rejected,fold,vote_share"]
         for o in outcomes {
             let key = o.key.contains(",") || o.key.contains("\"") ? "\"" + o.key.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : o.key
             let label = o.label.contains(",") ? "\"\(o.label)\"" : o.label
             let score = o.score.isFinite ? "\(o.score)" : (o.score > 0 ? "inf" : "-inf")
-            lines.append("\(key),\(label),\(o.isDefect ? 1 : 0),\(score),\(o.rejected ? 1 : 0),\(o.fold.map(String.init) ?? "")")
+            let share = policy.mode == .vote ? "\(o.policyShare)" : ""
+            lines.append("\(key),\(label),\(o.isDefect ? 1 : 0),\(score),\(o.rejected ? 1 : 0),\(o.fold.map(String.init) ?? ""),\(share)")
         }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -172,6 +187,11 @@ struct EvalReport {
         ]
         for r in f.atRate {
             rows.append(("Defect recall at \(pct(Double(r.key)))", "\(pct(r.recall)) (good rejected \(pct(r.goodRejected)), F1 \(num(r.f1)))"))
+        }
+        for r in f.shareAtRate ?? [] {
+            let value = r.threshold.map { "reject share \(String(format: "%.3f", $0)): defect recall \(pct(r.recall)), good rejected \(pct(r.goodRejected))" }
+                ?? "none (too many good beans have one defect label's whole vote)"
+            rows.append(("Daemon's vote at ≤ \(pct(Double(r.key))) good", value))
         }
         rows += [
             ("F1 (policy verdict)", "\(num(f.policy.f1)) (precision \(num(f.policy.precision)), recall \(num(f.policy.recall)), good rejected \(pct(f.policy.falsePositiveRate)))"),
@@ -228,21 +248,42 @@ struct SorterFigures {
     var auc: Double?
     var policy: BinaryCounts
     var atRate: [AtRate]
+    /// The daemon's own vote at each rate: the reject share (its `default` threshold) that
+    /// rejects at most that share of good beans, and what it does there. Nil when the policy's
+    /// verdicts are not decided by that one threshold (one-class mode, per-label thresholds, an
+    /// unknown distance).
+    var shareAtRate: [AtRate]?
 
-    init(_ outcomes: [BeanOutcome]) {
+    init(_ outcomes: [BeanOutcome], policy decisions: DecisionPolicy) {
         let defect = outcomes.filter(\.isDefect).map(\.score)
         let good = outcomes.filter { !$0.isDefect }.map(\.score)
         self.defect = defect
         self.good = good
         auc = SorterMetrics.rocAUC(defect: defect, good: good)
         policy = BinaryCounts(outcomes.map { ($0.isDefect, $0.rejected) })
-        atRate = EvalReport.goodRejectedRates.map { key, rate in
-            guard let t = SorterMetrics.threshold(good: good, rejectingAtMost: rate) else {
+        atRate = Self.atRates(threshold: { SorterMetrics.threshold(good: good, rejectingAtMost: $0) },
+                              counts: { SorterMetrics.counts(defect: defect, good: good, threshold: $0) },
+                              hasDefects: !defect.isEmpty)
+        guard decisions.rejectsByLargestDefectShare else { shareAtRate = nil; return }
+        let defectShares = outcomes.filter(\.isDefect).map(\.policyShare)
+        let goodShares = outcomes.filter { !$0.isDefect }.map(\.policyShare)
+        shareAtRate = Self.atRates(
+            threshold: { SorterMetrics.rejectShare(good: goodShares, rejectingAtMost: $0) },
+            counts: { SorterMetrics.counts(defectShares: defectShares, goodShares: goodShares, rejectShare: $0) },
+            hasDefects: !defectShares.isEmpty)
+    }
+
+    /// For each of eval's rates: the threshold `threshold` chooses for it and what `counts` says
+    /// that threshold does.
+    private static func atRates(threshold: (Double) -> Double?, counts: (Double) -> BinaryCounts,
+                                hasDefects: Bool) -> [AtRate] {
+        EvalReport.goodRejectedRates.map { key, rate in
+            guard let t = threshold(rate) else {
                 return AtRate(key: key, threshold: nil, recall: nil, goodRejected: nil, f1: nil)
             }
-            let counts = SorterMetrics.counts(defect: defect, good: good, threshold: t)
-            return AtRate(key: key, threshold: t, recall: defect.isEmpty ? nil : counts.recall,
-                          goodRejected: counts.falsePositiveRate, f1: counts.f1)
+            let c = counts(t)
+            return AtRate(key: key, threshold: t, recall: hasDefects ? c.recall : nil,
+                          goodRejected: c.falsePositiveRate, f1: c.f1)
         }
     }
 }

@@ -55,6 +55,36 @@ private func share(of label: String, in neighbors: [Neighbor], epsilon: Double =
         #expect(above.decide(neighbors).verdict == .accept)
     }
 
+    /// The largest defect-label share is what the vote compares with the default threshold:
+    /// over many random neighbour sets and thresholds, the policy ejects exactly when that share
+    /// reaches the threshold. With a per-label threshold or an unknown distance it no longer
+    /// decides alone, and the policy says so.
+    @Test func largestDefectShareDecidesTheVote() throws {
+        let labels = ["Normal", "Black", "Broken", "Fissure"]
+        var rng = SplitMix64(seed: 7)
+        func uniform() -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
+        for trial in 0..<2_000 {
+            let neighbors = (0..<(1 + trial % 7)).map { i in
+                n(labels[Int(rng.next() % 4)], Float(uniform() * 0.8), UInt64(i))
+            }
+            let threshold = [0.25, 0.5, 0.6, 1.0, (uniform() * 1000).rounded(.up) / 1000][trial % 5]
+            let policy = try DecisionPolicy(k: 5, thresholds: Thresholds(defaultRejectShare: threshold))
+            #expect(policy.rejectsByLargestDefectShare)
+            let share = try #require(policy.largestDefectShare(neighbors))
+            #expect(policy.decide(neighbors).eject == DecisionPolicy.reaches(share, threshold: threshold),
+                    "trial \(trial): share \(share), threshold \(threshold)")
+        }
+        let neighbors = [n("Black", 0.1), n("Broken", 0.1), n("Normal", 0.2), n("Broken", 0.3)]
+        let policy = try DecisionPolicy(k: 3)
+        #expect(abs((policy.largestDefectShare(neighbors) ?? 0) - share(of: "Broken", in: Array(neighbors.prefix(3)))) < 1e-12)
+        #expect(try DecisionPolicy(k: 3).largestDefectShare([n("Normal", 0.1)]) == 0)
+        #expect(try DecisionPolicy(k: 3).largestDefectShare([n("Black", .nan)]) == nil)
+        #expect(try !DecisionPolicy(thresholds: Thresholds(rejectShare: ["Black": 0.3])).rejectsByLargestDefectShare)
+        #expect(try !DecisionPolicy(thresholds: Thresholds(unknownDistance: 0.5)).rejectsByLargestDefectShare)
+        #expect(try !DecisionPolicy(mode: .oneClass).rejectsByLargestDefectShare)
+        #expect(try DecisionPolicy(mode: .oneClass).largestDefectShare(neighbors) == nil)
+    }
+
     @Test func perLabelThresholdOverridesDefault() throws {
         let neighbors = [n("Broken", 0.5), n("Normal", 0.5), n("Normal", 0.5), n("Normal", 0.5)]  // Broken 0.25
         let strict = try DecisionPolicy(k: 4, thresholds: Thresholds(defaultRejectShare: 0.5, rejectShare: ["Broken": 0.25]))

@@ -33,6 +33,31 @@ import Testing
         #expect(good.filter { $0 > t }.count == 29)
     }
 
+    /// The daemon's reject share for a rate: the smallest multiple of 0.001 that the first good
+    /// bean to keep does not reach, so the vote (share ≥ threshold) rejects at most that rate.
+    @Test func rejectShareForTheDaemonsVote() throws {
+        let good: [Double] = [1, 0.8, 0.8, 0.6, 0.5, 0.4, 0.2, 0, 0, 0]
+        // 10 %: one good bean may go; the second highest (0.8) must stay: 0.801.
+        #expect(SorterMetrics.rejectShare(good: good, rejectingAtMost: 0.1) == 0.801)
+        // 30 %: three may go, the fourth (0.6) stays: 0.601, which rejects exactly three.
+        let share = try #require(SorterMetrics.rejectShare(good: good, rejectingAtMost: 0.3))
+        #expect(share == 0.601)
+        let counts = SorterMetrics.counts(defectShares: [1, 0.7, 0.601, 0.6], goodShares: good, rejectShare: share)
+        #expect(counts.falsePositives == 3 && counts.truePositives == 3)  // 0.601 itself reaches it, 0.6 does not
+        // 5 %: no good bean may go, and the highest has the whole vote: no share reaches that.
+        #expect(SorterMetrics.rejectShare(good: good, rejectingAtMost: 0.05) == nil)
+        // A share just under a step is not rounded down past itself.
+        #expect(SorterMetrics.rejectShare(good: [0.7999999, 0.1], rejectingAtMost: 0) == 0.8)
+        #expect(SorterMetrics.rejectShare(good: [0.5, 0.1], rejectingAtMost: 1) == SorterMetrics.shareStep)
+        #expect(SorterMetrics.rejectShare(good: [], rejectingAtMost: 0.03) == nil)
+        // What the reported share does is what the policy's rule does.
+        for rate in [0.0, 0.1, 0.2, 0.3, 0.5] {
+            guard let s = SorterMetrics.rejectShare(good: good, rejectingAtMost: rate) else { continue }
+            let rejected = good.filter { DecisionPolicy.reaches($0, threshold: s) }.count
+            #expect(Double(rejected) <= rate * Double(good.count) + 1e-9, "rate \(rate): \(rejected) rejected at \(s)")
+        }
+    }
+
     @Test func tiedGoodScoresAreHeldBack() throws {
         // Three good beans tie at the top: rejecting any would reject all three (75 %), so at a
         // 25 % budget none is rejected, and a defect tied with them is kept too.

@@ -110,7 +110,39 @@ for name in ("vote", "oc"):
     if counts.sum() != report["counts"]["photos_used"]: bad.append(f"{name}: confusion total {counts.sum()} vs photos used")
     print(f"{name}: beans {len(rows)}, auc {report['roc_auc']:.3f}, recall@3% {report['recall_at_good_rejected']['0.03']:.3f}, macro F1 {report['macro_f1']:.3f}")
 
+# The daemon's own vote at each rate: a bean is rejected when its largest defect-label share
+# reaches the policy's reject share, so the CSV's vote_share gives back the verdicts, and the
+# reported share for each rate follows the documented rule (smallest multiple of 0.001 that the
+# (floor(r*good)+1)-th highest good share does not reach).
+vote = json.load(open(f"{d}/vote.json"))
+rows = list(csv.DictReader(open(f"{d}/vote.csv")))
+vshare = np.array([float(r["vote_share"]) for r in rows])
+vdefect = np.array([r["defect"] == "1" for r in rows])
+vrejected = np.array([r["rejected"] == "1" for r in rows])
+default_share = vote["policy"]["reject_share"]
+if not np.array_equal(vshare + 1e-12 >= default_share, vrejected): bad.append("vote_share does not give back the policy's verdicts")
+at = vote["reject_share_at_good_rejected"]
+for key, rate in (("0.01", 0.01), ("0.03", 0.03), ("0.05", 0.05)):
+    good = np.sort(vshare[~vdefect])[::-1]
+    allowed = int(np.floor(rate * len(good) + 1e-9))
+    kept = good[allowed]
+    step = int(np.floor(kept / 0.001))
+    while kept + 1e-12 >= step * 0.001: step += 1
+    expected = step * 0.001 if step * 0.001 <= 1 + 1e-12 else None
+    close(at[key]["reject_share"], expected, f"reject share at {key}")
+    if expected is not None:
+        r = float((vshare[vdefect] + 1e-12 >= at[key]["reject_share"]).mean())
+        g = float((vshare[~vdefect] + 1e-12 >= at[key]["reject_share"]).mean())
+        close(at[key]["recall"], r, f"vote recall at {key}")
+        close(at[key]["good_rejected"], g, f"vote good rejected at {key}")
+        if g > rate + 1e-12: bad.append(f"vote: {g} good rejected exceeds {rate}")
+for pf in vote["folds"]["per_fold"]:
+    if set(pf["reject_share_at_good_rejected"]) != {"0.01", "0.03", "0.05"}: bad.append(f"fold {pf['fold']}: reject shares")
+print(f"vote: reject share at 3 % {at['0.03']['reject_share']}, recall {at['0.03']['recall']}")
+
 oc = json.load(open(f"{d}/oc.json"))
+if oc["reject_share_at_good_rejected"] is not None: bad.append("one-class: reject_share_at_good_rejected is not null")
+if any(r["vote_share"] != "" for r in csv.DictReader(open(f"{d}/oc.csv"))): bad.append("one-class: vote_share not empty")
 # --good-share: each fold's store holds 100 beans, 30 of them good with 0.3, half of them by
 # default (all the good beans of the training folds when fewer), good beans in proportion (about
 # a fifth of these beans) with 'proportional'; the folds are the same either way.

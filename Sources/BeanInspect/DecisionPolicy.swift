@@ -7,6 +7,10 @@ public struct Decision: Sendable, Hashable {
         case vote
         /// Vote mode: no defect label reached its threshold.
         case voteBelowThresholds = "vote-below-thresholds"
+        /// Score mode: the reject score reached the reject share.
+        case score
+        /// Score mode: the reject score stayed below the reject share.
+        case scoreBelowThreshold = "score-below-threshold"
         /// One-class mode: mean distance to the nearest good vectors above the threshold.
         case oneClassDistance = "one-class-distance"
         /// One-class mode: mean distance within the threshold.
@@ -24,11 +28,13 @@ public struct Decision: Sendable, Hashable {
     /// and `unscored` follow their configured actions.
     public var eject: Bool
     /// Vote mode: on reject the deciding defect label, on accept the label with the largest vote
-    /// share. One-class mode: nil on reject (an anomaly has no label), the nearest good
+    /// share. Score mode: on reject the defect label with the largest share, on accept as vote
+    /// mode. One-class mode: nil on reject (an anomaly has no label), the nearest good
     /// neighbour's label on accept. Unknown / unscored: nil.
     public var label: Label?
-    /// Vote mode: the vote share (0…1) of `label`. One-class mode: the mean distance to the nearest
-    /// good vectors. Unknown: the nearest neighbour's distance. No neighbours / unscored: nil.
+    /// Vote mode: the vote share (0…1) of `label`. Score mode: the reject score. One-class mode:
+    /// the mean distance to the nearest good vectors. Unknown: the nearest neighbour's distance.
+    /// No neighbours / unscored: nil.
     public var score: Double?
     public var reason: Reason
     /// One-class mode only: neighbours the caller passed whose label is not a good label. They are
@@ -55,6 +61,15 @@ public struct Decision: Sendable, Hashable {
 /// label not in `goodLabels`) has `share(L) ≥ thresholds.rejectShare(for: L)`; when several do, the
 /// one with the largest share decides (ties: the smaller name). Otherwise it is accepted.
 ///
+/// **Score mode.** As vote mode, but the bean is rejected when its reject score reaches
+/// `thresholds.defaultRejectShare`: the distance-weighted share of all defect labels together
+/// among the k nearest, plus `RejectScore.goodDistanceWeight` × the distance to the nearest good
+/// vector among them (`RejectScore.vote`, what `beanctl eval` ranks beans by). Defects of several
+/// labels add up, and with a large k (up to 64) the score separates good from defective beans
+/// better than one label's share of five votes. Per-label thresholds do not apply (they stay in
+/// `thresholds` for vote mode). The deciding label (for the journal) is the defect label with the
+/// largest share.
+///
 /// **One-class mode.** The caller passes the k nearest vectors *among good-labelled vectors only*
 /// (search restricted to `goodLabels`; a store that holds only `Normal` vectors gives this for
 /// free). Score = mean distance of the k nearest; reject when `score > thresholds.oneClassDistance`.
@@ -69,6 +84,7 @@ public struct DecisionPolicy: Sendable, Hashable {
     public enum Mode: String, Sendable, Hashable, CaseIterable {
         case vote
         case oneClass = "one-class"
+        case score
     }
 
     public enum UnknownAction: String, Sendable, Hashable, CaseIterable {
@@ -110,20 +126,29 @@ public struct DecisionPolicy: Sendable, Hashable {
         switch mode {
         case .vote: return decideByVote(neighbors)
         case .oneClass: return decideOneClass(neighbors)
+        case .score: return decideByScore(neighbors)
         }
     }
 
     // MARK: - vote
 
-    private func decideByVote(_ all: [Neighbor]) -> Decision {
+    /// Vote and score mode: the k nearest usable neighbours, or the unknown decision when there
+    /// is none or the nearest is beyond the unknown distance.
+    private func voters(_ all: [Neighbor]) -> (used: [Neighbor], unknown: Decision?) {
         let used = Self.nearest(k, of: all, where: { _ in true })
         guard let nearest = used.first else {
-            return unknown(score: nil, reason: .noNeighbors)
+            return (used, unknown(score: nil, reason: .noNeighbors))
         }
         let nearestDistance = Self.usableDistance(nearest.distance) ?? .infinity
         if let limit = thresholds.unknownDistance, nearestDistance > limit {
-            return unknown(score: nearestDistance, reason: .unknown)
+            return (used, unknown(score: nearestDistance, reason: .unknown))
         }
+        return (used, nil)
+    }
+
+    private func decideByVote(_ all: [Neighbor]) -> Decision {
+        let (used, unknownDecision) = voters(all)
+        if let unknownDecision { return unknownDecision }
 
         var rejectBy: (label: Label, share: Double)?
         var top: (label: Label, share: Double)?
@@ -142,6 +167,28 @@ public struct DecisionPolicy: Sendable, Hashable {
         }
         return Decision(verdict: .accept, eject: false, label: top?.label, score: top?.share,
                         reason: .voteBelowThresholds)
+    }
+
+    // MARK: - score
+
+    private func decideByScore(_ all: [Neighbor]) -> Decision {
+        let (used, unknownDecision) = voters(all)
+        if let unknownDecision { return unknownDecision }
+        let score = RejectScore.vote(used, k: k, goodLabels: goodLabels, epsilon: distanceEpsilon)
+        var top: (label: Label, share: Double)?
+        var topDefect: (label: Label, share: Double)?
+        for (label, share) in voteShares(used) {
+            if top.map({ Self.prefer(label, share, over: $0.label, $0.share, good: goodLabels) }) ?? true {
+                top = (label, share)
+            }
+            if !goodLabels.contains(label), topDefect.map({ Self.prefer(label, share, over: $0.label, $0.share, good: []) }) ?? true {
+                topDefect = (label, share)
+            }
+        }
+        if Self.reaches(score, threshold: thresholds.defaultRejectShare) {
+            return Decision(verdict: .reject, eject: true, label: topDefect?.label, score: score, reason: .score)
+        }
+        return Decision(verdict: .accept, eject: false, label: top?.label, score: score, reason: .scoreBelowThreshold)
     }
 
     /// Whether a vote share reaches a reject threshold. A small absolute tolerance so that, e.g.,
@@ -169,21 +216,32 @@ public struct DecisionPolicy: Sendable, Hashable {
         return tally.map { ($0.label, $0.weight / total) }
     }
 
-    /// Vote mode: the largest vote share of any defect label among the k nearest of `neighbors`
-    /// (0 when they are all good); nil without a usable neighbour or in one-class mode. With no
-    /// per-label thresholds and no unknown distance, the policy rejects exactly when this
-    /// reaches `thresholds.defaultRejectShare` (`reaches(_:threshold:)`), which is what lets
-    /// `beanctl eval` say which reject share gives a chosen share of good beans rejected.
-    public func largestDefectShare(_ neighbors: [Neighbor]) -> Double? {
-        guard mode == .vote else { return nil }
+    /// What the policy compares with `thresholds.defaultRejectShare` for the k nearest of
+    /// `neighbors`. Vote mode: the largest vote share of any defect label (0 when they are all
+    /// good). Score mode: the reject score. Nil without a usable neighbour and in one-class mode.
+    /// When `rejectsByDecisionScore`, the policy rejects exactly when this reaches the default
+    /// reject share (`reaches(_:threshold:)`), which is what lets `beanctl eval` say which
+    /// reject share gives a chosen share of good beans rejected.
+    public func decisionScore(_ neighbors: [Neighbor]) -> Double? {
         let used = Self.nearest(k, of: neighbors, where: { _ in true })
         guard !used.isEmpty else { return nil }
-        return voteShares(used).filter { !goodLabels.contains($0.label) }.map(\.share).max() ?? 0
+        switch mode {
+        case .vote: return voteShares(used).filter { !goodLabels.contains($0.label) }.map(\.share).max() ?? 0
+        case .score: return RejectScore.vote(used, k: k, goodLabels: goodLabels, epsilon: distanceEpsilon)
+        case .oneClass: return nil
+        }
     }
 
-    /// Whether `largestDefectShare` decides this policy's verdicts alone (see there).
-    public var rejectsByLargestDefectShare: Bool {
-        mode == .vote && thresholds.rejectShare.isEmpty && thresholds.unknownDistance == nil
+    /// Whether `decisionScore` and the default reject share decide this policy's verdicts
+    /// alone: score mode, or vote mode without per-label thresholds; neither with an unknown
+    /// distance.
+    public var rejectsByDecisionScore: Bool {
+        guard thresholds.unknownDistance == nil else { return false }
+        switch mode {
+        case .vote: return thresholds.rejectShare.isEmpty
+        case .score: return true
+        case .oneClass: return false
+        }
     }
 
     /// Larger share wins; on equal shares a good label wins (accept reports the good label), then

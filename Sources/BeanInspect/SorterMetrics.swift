@@ -38,12 +38,12 @@ public enum SorterMetrics {
         return descending[allowed]
     }
 
-    /// The reject share to give the daemon's vote (its `default` threshold) so that at most
-    /// `rate` of the good beans are rejected, from each bean's largest defect-label share
-    /// (`DecisionPolicy.largestDefectShare`, the largest over its sides): the smallest multiple
-    /// of 0.001 that the (⌊rate·n⌋+1)-th highest good share does not reach
+    /// The reject share to give the daemon's policy (its `default` threshold) so that at most
+    /// `rate` of the good beans are rejected, from each bean's decision score
+    /// (`DecisionPolicy.decisionScore`, the largest over its sides): the smallest multiple
+    /// of 0.001 that the (⌊rate·n⌋+1)-th highest good score does not reach
     /// (`DecisionPolicy.reaches`). Nil without good beans, and when even 1 would reject more:
-    /// too many good beans have a defect label's whole vote.
+    /// too many good beans score 1 or more (a defect label's whole vote).
     public static func rejectShare(good: [Double], rejectingAtMost rate: Double) -> Double? {
         guard !good.isEmpty else { return nil }
         let allowed = Int((rate * Double(good.count) + 1e-9).rounded(.down))
@@ -58,7 +58,7 @@ public enum SorterMetrics {
     /// The grid `rejectShare(good:rejectingAtMost:)` chooses on: a value an operator can type.
     public static let shareStep = 0.001
 
-    /// Binary counts when every bean whose largest defect-label share reaches `share` is rejected.
+    /// Binary counts when every bean whose decision score reaches `share` is rejected.
     public static func counts(defectShares defect: [Double], goodShares good: [Double], rejectShare share: Double) -> BinaryCounts {
         let tp = defect.filter { DecisionPolicy.reaches($0, threshold: share) }.count
         let fp = good.filter { DecisionPolicy.reaches($0, threshold: share) }.count

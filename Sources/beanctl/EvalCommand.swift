@@ -65,6 +65,9 @@ struct Eval: ParsableCommand {
     @Flag(name: .customLong("one-class"), help: "One-class mode: store of good beans only (fold mode), policy in one-class mode.")
     var oneClass = false
 
+    @Option(help: ArgumentHelp("The policy's mode, instead of the config's: vote or score (one-class: --one-class).", valueName: "mode"))
+    var mode: DecisionPolicy.Mode?
+
     @Option(name: .short, help: "Neighbours per query (default: the config's inspect.k, else 5).")
     var k: Int?
 
@@ -80,7 +83,7 @@ struct Eval: ParsableCommand {
     @Option(help: ArgumentHelp("Embeddings cache (.npy plus a .json beside it): reused when tree, encoder and cropping match.", valueName: "FILE.npy"))
     var cache: String?
 
-    @Option(help: ArgumentHelp("Write per-bean scores as CSV (bean,label,defect,score,rejected,fold,vote_share).", valueName: "FILE.csv"))
+    @Option(help: ArgumentHelp("Write per-bean scores as CSV (bean,label,defect,score,rejected,fold,decision_score).", valueName: "FILE.csv"))
     var scores: String?
 
     @Option(help: ArgumentHelp("Write report.json and PNG plots (roc.png, pr.png, confusion.png) here.", valueName: "DIR"))
@@ -113,6 +116,7 @@ struct Eval: ParsableCommand {
         }
         if let k, !(1...SearchLimits.maximumK).contains(k) { throw ValidationError("-k must be 1…\(SearchLimits.maximumK), got \(k)") }
         if !(1...SearchLimits.maximumK).contains(scoreK) { throw ValidationError("--score-k must be 1…\(SearchLimits.maximumK), got \(scoreK)") }
+        if mode == .oneClass { throw ValidationError("--mode one-class: give --one-class (it also keeps only good beans in each fold's store)") }
         if let limitBeans, limitBeans < 2 { throw ValidationError("--limit-beans must be at least 2, got \(limitBeans)") }
         if threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
         if preset != nil && camera != nil { throw ValidationError("--preset and --camera both choose segmentation settings; give one") }
@@ -301,7 +305,9 @@ struct Eval: ParsableCommand {
             policy = try DecisionPolicy()
         }
         if let k { policy.k = k }
+        if let mode { policy.mode = mode }
         if oneClass { policy.mode = .oneClass }
+        do { try policy.validate() } catch { throw ValidationError("the policy: \(error)") }
         return policy
     }
 
@@ -383,6 +389,8 @@ enum EmbeddingCache {
     }
 }
 
+extension DecisionPolicy.Mode: ExpressibleByArgument {}
+
 /// The outcome of one bean: its reject score and verdict over its usable sides, and each side's
 /// predicted label.
 struct BeanOutcome {
@@ -393,9 +401,9 @@ struct BeanOutcome {
     var score: Double
     /// Whether the policy ejects any usable side.
     var rejected: Bool
-    /// Vote mode: the largest defect-label vote share over the bean's usable sides
-    /// (`DecisionPolicy.largestDefectShare`; 0 without one).
-    var policyShare: Double = 0
+    /// Vote and score mode: the largest of the bean's usable sides' `DecisionPolicy.decisionScore`
+    /// (what the daemon compares with its reject share; 0 without one).
+    var decisionScore: Double = 0
     var fold: Int?
     /// (true label, predicted label) per usable side.
     var sides: [(truth: String, predicted: String)]
@@ -419,7 +427,7 @@ struct BeanScorer {
         let k = min(max(policy.k, scoreK), SearchLimits.maximumK)
         let results = try store.search(queries: queries, k: k, options: SearchOptions(threads: threads))
         let storeLabels = store.labels
-        var sideOf: [Int: (score: Double, decision: Decision, share: Double?)] = [:]
+        var sideOf: [Int: (score: Double, decision: Decision, decisionScore: Double?)] = [:]
         for (q, row) in rows.enumerated() {
             var neighbors: [Neighbor] = []
             for slot in 0..<k {
@@ -430,7 +438,7 @@ struct BeanScorer {
             }
             // The daemon searches exactly k: the policy gets the k nearest, as there.
             let nearest = Array(neighbors.prefix(policy.k))
-            sideOf[row] = (rejectScore(neighbors), policy.decide(nearest), policy.largestDefectShare(nearest))
+            sideOf[row] = (rejectScore(neighbors), policy.decide(nearest), policy.decisionScore(nearest))
         }
         return indices.map { index in
             let bean = beans[index]
@@ -438,16 +446,17 @@ struct BeanScorer {
             return BeanOutcome(
                 key: bean.key, label: bean.label.name, isDefect: !policy.goodLabels.contains(bean.label),
                 score: sides.map(\.score).max() ?? .infinity, rejected: sides.contains { $0.decision.eject },
-                policyShare: sides.compactMap(\.share).max() ?? 0, fold: fold,
+                decisionScore: sides.compactMap(\.decisionScore).max() ?? 0, fold: fold,
                 sides: sides.map { (bean.label.name, Self.predictedName($0.decision)) })
         }
     }
 
-    /// See `RejectScore`: over the `scoreK` nearest in vote mode, the k nearest good vectors in
-    /// one-class mode.
+    /// See `RejectScore`: over the `scoreK` nearest in vote mode, the k nearest in score mode (the
+    /// daemon's own score), the k nearest good vectors in one-class mode.
     func rejectScore(_ neighbors: [Neighbor]) -> Double {
         switch policy.mode {
-        case .vote: return RejectScore.vote(neighbors, k: scoreK, goodLabels: policy.goodLabels, epsilon: policy.distanceEpsilon)
+        case .vote, .score:
+            return RejectScore.vote(neighbors, k: scoreK, goodLabels: policy.goodLabels, epsilon: policy.distanceEpsilon)
         case .oneClass: return RejectScore.oneClass(neighbors, k: scoreK, goodLabels: policy.goodLabels)
         }
     }

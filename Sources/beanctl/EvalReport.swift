@@ -6,7 +6,7 @@ import Foundation
 /// JSON keys are a contract (the trainer's scripts and MODEL_CARD.md read them): add, never rename.
 struct EvalReport {
     static let goodRejectedRates: [(key: String, rate: Double)] = [("0.01", 0.01), ("0.03", 0.03), ("0.05", 0.05)]
-    static let thresholdRule = "f1: bean rejected when the policy ejects any usable side (vote: a defect label's share >= reject_share; one-class: mean distance > one_class_distance; unknown: unknown_action). recall_at_good_rejected[r]: reject when score > the ((floor(r*good)+1)-th highest good score). reject_share_at_good_rejected[r]: the policy's vote with reject_share = the smallest multiple of 0.001 that the ((floor(r*good)+1)-th highest good vote_share does not reach."
+    static let thresholdRule = "f1: bean rejected when the policy ejects any usable side (vote: a defect label's share >= reject_share; score: the reject score over the k nearest >= reject_share; one-class: mean distance > one_class_distance; unknown: unknown_action). recall_at_good_rejected[r]: reject when score > the ((floor(r*good)+1)-th highest good score). reject_share_at_good_rejected[r]: the policy (vote or score) with reject_share = the smallest multiple of 0.001 that the ((floor(r*good)+1)-th highest good decision_score does not reach."
 
     let policy: DecisionPolicy
     let encoder: String
@@ -76,7 +76,7 @@ struct EvalReport {
                 "unknown_distance": json(policy.thresholds.unknownDistance),
                 "unknown_action": policy.unknownAction.rawValue,
             ] as [String: Any],
-            "score": policy.mode == .vote ? "distance-weighted defect vote share of the score_k nearest + \(RejectScore.goodDistanceWeight) × distance to the nearest good among them, max over usable sides"
+            "score": policy.mode != .oneClass ? "distance-weighted defect vote share of the score_k nearest + \(RejectScore.goodDistanceWeight) × distance to the nearest good among them, max over usable sides"
                 : "mean distance to the k nearest good vectors, max over usable sides",
             "threshold_rule": Self.thresholdRule,
             "score_k": scoreK ?? policy.k,
@@ -110,6 +110,15 @@ struct EvalReport {
         }
         if let storeInfo { object["store"] = storeInfo }
         return object
+    }
+
+    /// The policy's reject rule, for the text report.
+    var verdictRule: String {
+        switch policy.mode {
+        case .vote: return "a defect label's share ≥ \(policy.thresholds.defaultRejectShare)"
+        case .score: return "reject score over the k nearest ≥ \(policy.thresholds.defaultRejectShare)"
+        case .oneClass: return "mean distance > \(policy.thresholds.oneClassDistance)"
+        }
     }
 
     /// Mean per-class F1 over the defect labels only (the good label left out).
@@ -154,16 +163,16 @@ struct EvalReport {
 
     // MARK: CSV and text
 
-    /// bean,label,defect,score,rejected,fold,vote_share — one line per bean; score "inf" when no
-    /// good neighbour; vote_share the largest defect-label share of the policy's vote over the
-    /// bean's usable sides (empty in one-class mode).
+    /// bean,label,defect,score,rejected,fold,decision_score — one line per bean; score "inf" when
+    /// no good neighbour; decision_score what the policy compares with its reject share, the
+    /// largest over the bean's usable sides (empty in one-class mode).
     func scoresCSV() -> String {
-        var lines = ["bean,label,defect,score,rejected,fold,vote_share"]
+        var lines = ["bean,label,defect,score,rejected,fold,decision_score"]
         for o in outcomes {
             let key = o.key.contains(",") || o.key.contains("\"") ? "\"" + o.key.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : o.key
             let label = o.label.contains(",") ? "\"\(o.label)\"" : o.label
             let score = o.score.isFinite ? "\(o.score)" : (o.score > 0 ? "inf" : "-inf")
-            let share = policy.mode == .vote ? "\(o.policyShare)" : ""
+            let share = policy.mode == .oneClass ? "" : "\(o.decisionScore)"
             lines.append("\(key),\(label),\(o.isDefect ? 1 : 0),\(score),\(o.rejected ? 1 : 0),\(o.fold.map(String.init) ?? ""),\(share)")
         }
         return lines.joined(separator: "\n") + "\n"
@@ -190,12 +199,12 @@ struct EvalReport {
         }
         for r in f.shareAtRate ?? [] {
             let value = r.threshold.map { "reject share \(String(format: "%.3f", $0)): defect recall \(pct(r.recall)), good rejected \(pct(r.goodRejected))" }
-                ?? "none (too many good beans have one defect label's whole vote)"
-            rows.append(("Daemon's vote at ≤ \(pct(Double(r.key))) good", value))
+                ?? "none (too many good beans reach a share of 1)"
+            rows.append(("Daemon's policy at ≤ \(pct(Double(r.key))) good", value))
         }
         rows += [
             ("F1 (policy verdict)", "\(num(f.policy.f1)) (precision \(num(f.policy.precision)), recall \(num(f.policy.recall)), good rejected \(pct(f.policy.falsePositiveRate)))"),
-            ("Threshold rules", "F1: the policy's verdicts (\(policy.mode == .vote ? "a defect label's share ≥ \(policy.thresholds.defaultRejectShare)" : "mean distance > \(policy.thresholds.oneClassDistance)"), any usable side); recall at r: score strictly above the lowest threshold that rejects ≤ r of good beans"),
+            ("Threshold rules", "F1: the policy's verdicts (\(verdictRule), any usable side); recall at r: score strictly above the lowest threshold that rejects ≤ r of good beans"),
             ("Macro F1 (per side)", "\(num(summary.confusion.macroF1)) over \(summary.confusion.trueLabels.count) labels, \(num(defectMacroF1(summary.confusion))) over the defect labels"),
         ]
         if perFoldFigures.count > 1, let s = Spread(perFoldFigures.compactMap(\.auc)) {
@@ -264,9 +273,9 @@ struct SorterFigures {
         atRate = Self.atRates(threshold: { SorterMetrics.threshold(good: good, rejectingAtMost: $0) },
                               counts: { SorterMetrics.counts(defect: defect, good: good, threshold: $0) },
                               hasDefects: !defect.isEmpty)
-        guard decisions.rejectsByLargestDefectShare else { shareAtRate = nil; return }
-        let defectShares = outcomes.filter(\.isDefect).map(\.policyShare)
-        let goodShares = outcomes.filter { !$0.isDefect }.map(\.policyShare)
+        guard decisions.rejectsByDecisionScore else { shareAtRate = nil; return }
+        let defectShares = outcomes.filter(\.isDefect).map(\.decisionScore)
+        let goodShares = outcomes.filter { !$0.isDefect }.map(\.decisionScore)
         shareAtRate = Self.atRates(
             threshold: { SorterMetrics.rejectShare(good: goodShares, rejectingAtMost: $0) },
             counts: { SorterMetrics.counts(defectShares: defectShares, goodShares: goodShares, rejectShare: $0) },

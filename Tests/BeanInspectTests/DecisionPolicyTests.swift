@@ -55,11 +55,12 @@ private func share(of label: String, in neighbors: [Neighbor], epsilon: Double =
         #expect(above.decide(neighbors).verdict == .accept)
     }
 
-    /// The largest defect-label share is what the vote compares with the default threshold:
-    /// over many random neighbour sets and thresholds, the policy ejects exactly when that share
-    /// reaches the threshold. With a per-label threshold or an unknown distance it no longer
-    /// decides alone, and the policy says so.
-    @Test func largestDefectShareDecidesTheVote() throws {
+    /// The decision score is what the vote (its largest defect-label share) and score mode (the
+    /// reject score) compare with the default threshold: over many random neighbour sets and
+    /// thresholds, the policy ejects exactly when it reaches the threshold. With a per-label
+    /// threshold or an unknown distance it no longer decides alone, and the policy says so.
+    @Test(arguments: [DecisionPolicy.Mode.vote, .score])
+    func decisionScoreDecidesTheVerdict(mode: DecisionPolicy.Mode) throws {
         let labels = ["Normal", "Black", "Broken", "Fissure"]
         var rng = SplitMix64(seed: 7)
         func uniform() -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
@@ -68,21 +69,24 @@ private func share(of label: String, in neighbors: [Neighbor], epsilon: Double =
                 n(labels[Int(rng.next() % 4)], Float(uniform() * 0.8), UInt64(i))
             }
             let threshold = [0.25, 0.5, 0.6, 1.0, (uniform() * 1000).rounded(.up) / 1000][trial % 5]
-            let policy = try DecisionPolicy(k: 5, thresholds: Thresholds(defaultRejectShare: threshold))
-            #expect(policy.rejectsByLargestDefectShare)
-            let share = try #require(policy.largestDefectShare(neighbors))
-            #expect(policy.decide(neighbors).eject == DecisionPolicy.reaches(share, threshold: threshold),
-                    "trial \(trial): share \(share), threshold \(threshold)")
+            let policy = try DecisionPolicy(mode: mode, k: 5, thresholds: Thresholds(defaultRejectShare: threshold))
+            #expect(policy.rejectsByDecisionScore)
+            let score = try #require(policy.decisionScore(neighbors))
+            #expect(policy.decide(neighbors).eject == DecisionPolicy.reaches(score, threshold: threshold),
+                    "trial \(trial): score \(score), threshold \(threshold)")
         }
+        #expect(try DecisionPolicy(mode: mode, k: 3).decisionScore([n("Black", .nan)]) == nil)
+        #expect(try !DecisionPolicy(mode: mode, thresholds: Thresholds(unknownDistance: 0.5)).rejectsByDecisionScore)
+    }
+
+    @Test func decisionScoreOfTheVoteIsTheLargestDefectShare() throws {
         let neighbors = [n("Black", 0.1), n("Broken", 0.1), n("Normal", 0.2), n("Broken", 0.3)]
         let policy = try DecisionPolicy(k: 3)
-        #expect(abs((policy.largestDefectShare(neighbors) ?? 0) - share(of: "Broken", in: Array(neighbors.prefix(3)))) < 1e-12)
-        #expect(try DecisionPolicy(k: 3).largestDefectShare([n("Normal", 0.1)]) == 0)
-        #expect(try DecisionPolicy(k: 3).largestDefectShare([n("Black", .nan)]) == nil)
-        #expect(try !DecisionPolicy(thresholds: Thresholds(rejectShare: ["Black": 0.3])).rejectsByLargestDefectShare)
-        #expect(try !DecisionPolicy(thresholds: Thresholds(unknownDistance: 0.5)).rejectsByLargestDefectShare)
-        #expect(try !DecisionPolicy(mode: .oneClass).rejectsByLargestDefectShare)
-        #expect(try DecisionPolicy(mode: .oneClass).largestDefectShare(neighbors) == nil)
+        #expect(abs((policy.decisionScore(neighbors) ?? 0) - share(of: "Broken", in: Array(neighbors.prefix(3)))) < 1e-12)
+        #expect(try DecisionPolicy(k: 3).decisionScore([n("Normal", 0.1)]) == 0)
+        #expect(try !DecisionPolicy(thresholds: Thresholds(rejectShare: ["Black": 0.3])).rejectsByDecisionScore)
+        #expect(try !DecisionPolicy(mode: .oneClass).rejectsByDecisionScore)
+        #expect(try DecisionPolicy(mode: .oneClass).decisionScore(neighbors) == nil)
     }
 
     @Test func perLabelThresholdOverridesDefault() throws {
@@ -343,5 +347,51 @@ struct SeededGenerator: RandomNumberGenerator {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+@Suite struct ScoreModeTests {
+    /// Four defect labels a quarter each: no label reaches the vote's 0.5, but together they are
+    /// three quarters of the vote, and score mode rejects, naming the deciding label by the
+    /// vote's tie rule and giving eval's reject score.
+    @Test func defectsOfSeveralLabelsAddUp() throws {
+        let neighbors = [n("Black", 0.1), n("Broken", 0.1), n("Normal", 0.1), n("Fissure", 0.1)]
+        #expect(try DecisionPolicy(k: 4).decide(neighbors).verdict == .accept)
+        let policy = try DecisionPolicy(mode: .score, k: 4)
+        let d = policy.decide(neighbors)
+        #expect(d.verdict == .reject && d.eject)
+        #expect(d.reason == .score)
+        #expect(d.label == "Black")
+        let expected = RejectScore.vote(neighbors, k: 4, goodLabels: [.normal], epsilon: policy.distanceEpsilon)
+        #expect(abs(expected - (0.75 + RejectScore.goodDistanceWeight * 0.1)) < 1e-6)
+        #expect(d.score == expected)
+    }
+
+    @Test func belowTheThresholdAcceptsWithTheTopLabel() throws {
+        let neighbors = [n("Normal", 0.1), n("Normal", 0.1), n("Black", 0.1), n("Normal", 0.2)]
+        let d = try DecisionPolicy(mode: .score, k: 4).decide(neighbors)
+        #expect(d.verdict == .accept && !d.eject)
+        #expect(d.reason == .scoreBelowThreshold)
+        #expect(d.label == "Normal")
+        // Only the k nearest count: with k = 1 the one Normal vector alone scores 0.
+        let one = try DecisionPolicy(mode: .score, k: 1).decide([n("Black", 0.3), n("Normal", 0.05)])
+        #expect(one.verdict == .accept)
+        #expect(abs((one.score ?? 1) - RejectScore.goodDistanceWeight * 0.05) < 1e-9)
+    }
+
+    @Test func unknownAndNoNeighboursAsInVoteMode() throws {
+        let far = try DecisionPolicy(mode: .score, k: 3, unknownAction: .accept, thresholds: Thresholds(unknownDistance: 0.5))
+        let d = far.decide([n("Black", 0.9), n("Black", 1.0)])
+        #expect(d.verdict == .unknown && !d.eject && d.reason == .unknown)
+        #expect(try DecisionPolicy(mode: .score).decide([]).reason == .noNeighbors)
+    }
+
+    /// Score mode has one threshold: per-label reject shares (kept for vote mode) change nothing.
+    @Test func perLabelThresholdsDoNotApply() throws {
+        let neighbors = [n("Broken", 0.1), n("Normal", 0.1), n("Normal", 0.1), n("Normal", 0.1)]
+        let policy = try DecisionPolicy(mode: .score, k: 4, thresholds: Thresholds(rejectShare: ["Broken": 0.01]))
+        #expect(policy.rejectsByDecisionScore)
+        #expect(policy.decide(neighbors).verdict == .accept)
+        #expect(try DecisionPolicy(mode: .vote, k: 4, thresholds: Thresholds(rejectShare: ["Broken": 0.01])).decide(neighbors).verdict == .reject)
     }
 }

@@ -76,7 +76,7 @@ private let badConfigs: [(String, String)] = [
     ("[encoder]\nmax_wait_ms = -1\n",
      "\(file):2: key 'encoder.max_wait_ms': -1.0 is out of range 0.0...1000.0"),
     ("[inspect]\nmode = \"majority\"\n",
-     "\(file):2: key 'inspect.mode': unknown value 'majority' (expected one of: vote, one-class)"),
+     "\(file):2: key 'inspect.mode': unknown value 'majority' (expected one of: vote, one-class, score)"),
     ("[inspect]\nk = 65\n",
      "\(file):2: key 'inspect.k': 65 is out of range 1...64"),
     ("[inspect]\ngood_labels = []\n",
@@ -265,4 +265,18 @@ func badConfig(index: Int) {
     #expect(tracker.speedPixelsPerSecond == 1200 && !tracker.learnSpeed)
     #expect(camera.cropSize == 32)
     #expect(try ConfigLoader.parse(config.renderedTOML, file: "rendered") == config)
+}
+
+/// Score mode is a config value like the others, and its rendered form reads back the same.
+@Test func scoreModeParsesAndRenders() throws {
+    let config = try ConfigLoader.parse("""
+    [inspect]
+    mode = "score"
+    k = 64
+    reject_share = 0.62
+    """, file: "score.toml")
+    #expect(config.inspect.mode == .score)
+    #expect(config.inspect.k == 64)
+    #expect(config.inspect.thresholds.defaultRejectShare == 0.62)
+    #expect(config.inspect.rendered.contains("mode = \"score\""))
 }

@@ -25,6 +25,8 @@ check "eval (vote, folds) exits 0" '[ $? -eq 0 ] || { cat "$tmp/err"; false; }'
 "$CTL" eval "${common[@]}" --one-class --scores "$tmp/oc.csv" >"$tmp/oc.json" 2>"$tmp/err"
 check "eval (one-class, folds, from the cache) exits 0" '[ $? -eq 0 ] || { cat "$tmp/err"; false; }'
 check "cache written beside its description" '[ -s "$tmp/cache.npy" ] && [ -s "$tmp/cache.npy.json" ]'
+"$CTL" eval "${common[@]}" --mode score -k 64 --scores "$tmp/score.csv" >"$tmp/score.json" 2>"$tmp/err"
+check "eval --mode score -k 64 exits 0" '[ $? -eq 0 ] || { cat "$tmp/err"; false; }'
 "$CTL" eval "${common[@]}" --good-share 0.3 >"$tmp/share.json" 2>"$tmp/err"
 check "eval --good-share 0.3 exits 0" '[ $? -eq 0 ] || { cat "$tmp/err"; false; }'
 "$CTL" eval "${common[@]}" --good-share proportional >"$tmp/prop.json" 2>"$tmp/err"
@@ -110,39 +112,46 @@ for name in ("vote", "oc"):
     if counts.sum() != report["counts"]["photos_used"]: bad.append(f"{name}: confusion total {counts.sum()} vs photos used")
     print(f"{name}: beans {len(rows)}, auc {report['roc_auc']:.3f}, recall@3% {report['recall_at_good_rejected']['0.03']:.3f}, macro F1 {report['macro_f1']:.3f}")
 
-# The daemon's own vote at each rate: a bean is rejected when its largest defect-label share
-# reaches the policy's reject share, so the CSV's vote_share gives back the verdicts, and the
-# reported share for each rate follows the documented rule (smallest multiple of 0.001 that the
-# (floor(r*good)+1)-th highest good share does not reach).
-vote = json.load(open(f"{d}/vote.json"))
-rows = list(csv.DictReader(open(f"{d}/vote.csv")))
-vshare = np.array([float(r["vote_share"]) for r in rows])
-vdefect = np.array([r["defect"] == "1" for r in rows])
-vrejected = np.array([r["rejected"] == "1" for r in rows])
-default_share = vote["policy"]["reject_share"]
-if not np.array_equal(vshare + 1e-12 >= default_share, vrejected): bad.append("vote_share does not give back the policy's verdicts")
-at = vote["reject_share_at_good_rejected"]
-for key, rate in (("0.01", 0.01), ("0.03", 0.03), ("0.05", 0.05)):
-    good = np.sort(vshare[~vdefect])[::-1]
-    allowed = int(np.floor(rate * len(good) + 1e-9))
-    kept = good[allowed]
-    step = int(np.floor(kept / 0.001))
-    while kept + 1e-12 >= step * 0.001: step += 1
-    expected = step * 0.001 if step * 0.001 <= 1 + 1e-12 else None
-    close(at[key]["reject_share"], expected, f"reject share at {key}")
-    if expected is not None:
-        r = float((vshare[vdefect] + 1e-12 >= at[key]["reject_share"]).mean())
-        g = float((vshare[~vdefect] + 1e-12 >= at[key]["reject_share"]).mean())
-        close(at[key]["recall"], r, f"vote recall at {key}")
-        close(at[key]["good_rejected"], g, f"vote good rejected at {key}")
-        if g > rate + 1e-12: bad.append(f"vote: {g} good rejected exceeds {rate}")
-for pf in vote["folds"]["per_fold"]:
-    if set(pf["reject_share_at_good_rejected"]) != {"0.01", "0.03", "0.05"}: bad.append(f"fold {pf['fold']}: reject shares")
-print(f"vote: reject share at 3 % {at['0.03']['reject_share']}, recall {at['0.03']['recall']}")
+# The daemon's own policy at each rate: a bean is rejected when its decision score (vote mode:
+# the largest defect-label share; score mode: the reject score over k) reaches the policy's
+# reject share, so the CSV's decision_score gives back the verdicts, and the reported share for
+# each rate follows the documented rule (smallest multiple of 0.001 that the
+# (floor(r*good)+1)-th highest good decision score does not reach).
+for name in ("vote", "score"):
+    report = json.load(open(f"{d}/{name}.json"))
+    rows = list(csv.DictReader(open(f"{d}/{name}.csv")))
+    dscore = np.array([float(r["decision_score"]) for r in rows])
+    vdefect = np.array([r["defect"] == "1" for r in rows])
+    vrejected = np.array([r["rejected"] == "1" for r in rows])
+    if report["policy"]["mode"] != name: bad.append(f"{name}: policy mode {report['policy']['mode']}")
+    if not np.array_equal(dscore + 1e-12 >= report["policy"]["reject_share"], vrejected):
+        bad.append(f"{name}: decision_score does not give back the policy's verdicts")
+    if name == "score":
+        # Score mode with k = 64 decides by eval's own reject score.
+        score = np.array([float(r["score"]) for r in rows])
+        if report["score_k"] != 64 or np.abs(score - dscore).max() > 1e-12: bad.append("score mode: decision score is not eval's score")
+    at = report["reject_share_at_good_rejected"]
+    for key, rate in (("0.01", 0.01), ("0.03", 0.03), ("0.05", 0.05)):
+        good = np.sort(dscore[~vdefect])[::-1]
+        allowed = int(np.floor(rate * len(good) + 1e-9))
+        kept = good[allowed]
+        step = int(np.floor(kept / 0.001))
+        while kept + 1e-12 >= step * 0.001: step += 1
+        expected = step * 0.001 if step * 0.001 <= 1 + 1e-12 else None
+        close(at[key]["reject_share"], expected, f"{name}: reject share at {key}")
+        if expected is not None:
+            r = float((dscore[vdefect] + 1e-12 >= at[key]["reject_share"]).mean())
+            g = float((dscore[~vdefect] + 1e-12 >= at[key]["reject_share"]).mean())
+            close(at[key]["recall"], r, f"{name}: recall at {key}")
+            close(at[key]["good_rejected"], g, f"{name}: good rejected at {key}")
+            if g > rate + 1e-12: bad.append(f"{name}: {g} good rejected exceeds {rate}")
+    for pf in report["folds"]["per_fold"]:
+        if set(pf["reject_share_at_good_rejected"]) != {"0.01", "0.03", "0.05"}: bad.append(f"{name} fold {pf['fold']}: reject shares")
+    print(f"{name}: reject share at 3 % {at['0.03']['reject_share']}, recall {at['0.03']['recall']}")
 
 oc = json.load(open(f"{d}/oc.json"))
 if oc["reject_share_at_good_rejected"] is not None: bad.append("one-class: reject_share_at_good_rejected is not null")
-if any(r["vote_share"] != "" for r in csv.DictReader(open(f"{d}/oc.csv"))): bad.append("one-class: vote_share not empty")
+if any(r["decision_score"] != "" for r in csv.DictReader(open(f"{d}/oc.csv"))): bad.append("one-class: decision_score not empty")
 # --good-share: each fold's store holds 100 beans, 30 of them good with 0.3, half of them by
 # default (all the good beans of the training folds when fewer), good beans in proportion (about
 # a fifth of these beans) with 'proportional'; the folds are the same either way.
@@ -184,6 +193,10 @@ sys.exit(1 if bad else 0)
 PY
 check "JSON figures match numpy recomputation; PNGs decode" '[ $? -eq 0 ]'
 
+"$CTL" eval --tree "$DATA" --folds 5 --encoder raw --mode one-class --limit-beans 20 >/dev/null 2>"$tmp/err"
+check "--mode one-class refused, pointing to --one-class" '[ $? -ne 0 ] && grep -q "give --one-class" "$tmp/err"'
+"$CTL" eval --tree "$DATA" --folds 5 --encoder raw --mode majority --limit-beans 20 >/dev/null 2>"$tmp/err"
+check "--mode majority refused" '[ $? -ne 0 ] && grep -q "majority" "$tmp/err"'
 "$CTL" eval --tree "$DATA" --folds 1 --encoder raw >/dev/null 2>"$tmp/err"
 check "--folds 1 refused" '[ $? -ne 0 ] && grep -q "at least 2" "$tmp/err"'
 "$CTL" eval --tree "$DATA" --folds 5 --encoder raw:0 --limit-beans 20 --quiet >/dev/null 2>"$tmp/err"

@@ -31,6 +31,16 @@ from belt_pipeline import *
 source = open(os.path.join(ROOT, "Sources/BeanService/Logging/BeandMessageID.swift")).read()
 IDS = dict(re.findall(r'case (\w+) = "([0-9a-f]{32})"', source))
 
+def wait_for_pass(daemon, timeout=90):
+    """Until the pass ends: the camera reports `ended` and every bean is decided."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = status(daemon)
+        if s["cameras"][0]["state"] == "ended" and s["queues"] and all(q["depth"] == 0 for q in s["queues"]):
+            break
+        time.sleep(0.3)
+    time.sleep(0.5)
+
 def journal(pid, message_id, want, timeout=15):
     return journal_entries(pid, want, message_id=message_id, timeout=timeout)
 
@@ -132,14 +142,7 @@ belt_speed = 400
                     os.path.join(d, "v2.labels"))
             beanctl("store", "remove", "--store", store, "--label", "Black")
             swapped_at = time.monotonic()
-            # Wait for the pass to end: the camera reports `ended`, every bean decided.
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                s = status(daemon)
-                if s["cameras"][0]["state"] == "ended" and s["queues"] and all(q["depth"] == 0 for q in s["queues"]):
-                    break
-                time.sleep(0.3)
-            time.sleep(0.5)
+            wait_for_pass(daemon)
             s = status(daemon)
             print("status after the pass:", json.dumps(s))
             check(s["cameras"][0]["state"] == "ended", "camera ended after one pass (state %s)" % s["cameras"][0]["state"])
@@ -211,6 +214,30 @@ belt_speed = 400
             for field in ("LANE", "SCORE"):
                 check(field in e, "journald entry has %s" % field)
         print("run 1: %d beans, %d rejects; stream, journald and status agree" % (beans, len(stream)))
+
+        # ---------------------------------------------------- run 1b: score mode, one pass
+        # The same scene decided by the reject score (all defect labels together): every defect is
+        # still rejected and no good bean, and events and journald carry reason "score".
+        os.remove(os.path.join(d, "thresholds"))  # run 1's set-threshold; score mode has one threshold
+        cfg = config(d, model, store, photo, camera_extra="fps = 30\nbelt_speed = 300\nloop = false\nejector_distance_m = 0.4",
+                     inspect_extra='mode = "score"')
+        with Daemon(cfg) as daemon:
+            wait_ready(daemon)
+            scored = Consumer(os.path.join(d, "rejects.sock"))
+            scored.start()
+            wait_for_pass(daemon)
+            s = status(daemon)
+            check(s["beans_total"] == beans and s["rejects_total"] == defects,
+                  "score mode: every bean decided, every defect rejected: %s of %d, %s of %d" % (s["beans_total"], beans, s["rejects_total"], defects))
+            code, _ = daemon.stop()
+            check(code == 0, "score mode: exit 0")
+            scored.join(timeout=10)
+            pid = daemon.process.pid
+        check(len(scored.events) == defects and all(e["reason"] == "score" and e["label"] == "Insect" and 0.5 <= e["score"] <= 1.02
+                                                    for e in scored.events),
+              "score mode: stream events have reason score, the defect label and the reject score: %s" % scored.events[:2])
+        entries = journal(pid, IDS["reject"], defects)
+        check(len(entries) == defects and all(e.get("REASON") == "score" for e in entries), "score mode: journald REASON=score")
 
         # ---------------------------------------------------- run 2: overload
         # A small ring: it fills within the first second, so RSS must be flat after that.

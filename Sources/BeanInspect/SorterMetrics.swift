@@ -247,7 +247,8 @@ public struct Spread: Sendable, Equatable {
     }
 }
 
-/// The continuous reject score `beanctl eval` ranks beans by (the policy's verdict is separate).
+/// The continuous reject score `beanctl eval` ranks beans by. In vote and one-class mode the
+/// policy's verdict is separate; in score mode `DecisionPolicy` decides by `vote(_:k:goodLabels:epsilon:)`.
 public enum RejectScore {
     /// Weight of the distance to the nearest good vector in the vote score: small against the
     /// steps of a vote share, so the distance mostly orders beans of equal share.

@@ -5,7 +5,11 @@ import Foundation
 
 /// Configuration of an `EncoderPool` (the daemon reads it from its config file).
 public struct EncoderPoolConfiguration: Sendable {
-    /// Worker count; each owns a session (arena) and runs OpenBLAS single-threaded.
+    /// Worker count; each owns a session (arena). N workers use N cores without oversubscription
+    /// only when OpenBLAS runs one thread per caller: that is a process-wide setting, so the
+    /// process that owns the pool sets it (`setBLASThreads(1)`, as beand does at start-up) and the
+    /// pool leaves it alone, since other BLAS users in the same process (a training run in a test
+    /// binary) would otherwise see it change under them.
     public var workers: Int
     /// A micro-batch closes when it holds this many crops …
     public var maxBatch: Int
@@ -80,8 +84,6 @@ public final class EncoderPool: @unchecked Sendable {
         self.configuration = configuration
         height = model.input.sampleShape[1]
         width = model.input.sampleShape[2]
-        // One BLAS thread per worker, so N workers use N cores without oversubscription.
-        openblas_set_num_threads(1)
         let sessions = try (0..<configuration.workers).map { _ in try model.makeSession(maxBatch: configuration.maxBatch) }
         queues = (0..<configuration.workers).map { DispatchQueue(label: "beand.encoder.\($0)", qos: .userInitiated) }
         running = sessions.count

@@ -56,8 +56,11 @@ public final class Daemon: @unchecked Sendable {
     public func register(drainable: any Drainable) { components.withLock { $0.drainables.append(drainable) } }
 
     /// Corrects OpenBLAS's kernel choice on a CPU it does not know (`BLASKernels`) and says so in
-    /// the log. Call before any thread that could call BLAS exists.
-    public static func selectBLASKernels() {
+    /// the log, and makes OpenBLAS run on the calling thread only: the encoder pool's workers are
+    /// the daemon's BLAS parallelism, one core each. Call before any thread that could call BLAS
+    /// exists.
+    public static func configureBLAS() {
+        setBLASThreads(1)
         let selection = BLASKernels.selectForThisCPU()
         guard selection.replaced else { return }
         Logger(label: "beand").notice(

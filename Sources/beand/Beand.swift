@@ -41,7 +41,7 @@ struct Beand: ParsableCommand {
         BeandLogging.bootstrap()
         BeandLogging.shared.configure(loaded.log, environment: Daemon.environment())
         // Before any thread exists that could call BLAS (the switch is not thread-safe).
-        Daemon.selectBLASKernels()
+        Daemon.configureBLAS()
         let daemon = Daemon(configPath: config, config: loaded)
         let code: Int32
         do {

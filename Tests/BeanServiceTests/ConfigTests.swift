@@ -31,6 +31,8 @@ private let badConfigs: [(String, String)] = [
      "\(file):2: key 'control.idle_timeout_s': 0 is out of range 1...86400"),
     ("[daemon]\ndrain_timeout_ms = -5\n",
      "\(file):2: key 'daemon.drain_timeout_ms': -5 is out of range 0...60000"),
+    ("[inspect]\nmode = \"score\"\nreported_neighbors = 65\n",
+     "\(file):3: key 'inspect.reported_neighbors': 65 is out of range 0...64"),
     ("[log]\nlevel = \"verbose\"\n",
      "\(file):2: key 'log.level': unknown value 'verbose' (expected one of: trace, debug, info, notice, warning, error, critical)"),
     ("[log]\ntarget = \"syslog\"\n",
@@ -279,4 +281,13 @@ func badConfig(index: Int) {
     #expect(config.inspect.k == 64)
     #expect(config.inspect.thresholds.defaultRejectShare == 0.62)
     #expect(config.inspect.rendered.contains("mode = \"score\""))
+    #expect(config.inspect.reportedNeighbors == 8, "the default bounds what a k = 64 reject event lists")
+}
+
+@Test func reportedNeighborsParsesAndRenders() throws {
+    let config = try ConfigLoader.parse("[inspect]\nreported_neighbors = 0\n", file: "quiet.toml")
+    #expect(config.inspect.reportedNeighbors == 0)
+    let rendered = config.inspect.rendered
+    #expect(rendered.contains("reported_neighbors = 0"))
+    #expect(try ConfigLoader.parse(rendered, file: "rendered.toml").inspect.reportedNeighbors == 0)
 }

@@ -103,7 +103,7 @@ def labelled_store(d, model):
             os.path.join(d, "v1.labels"), "--metric", "l2", "--fingerprint", info["fingerprint"])
     return store, info
 
-def config(d, model, store, photo, camera_extra="", inspect_extra="", drain_ms=3000, ring=4096, spool_extra=""):
+def config(d, model, store, photo, camera_extra="", inspect_extra="", drain_ms=3000, ring=4096, spool_extra="", k=3):
     return write_config(d, log_target="journald", drain_timeout_ms=drain_ms, extra=f"""ring = {ring}
 [store]
 path = "{store}"
@@ -114,7 +114,7 @@ max_batch = 8
 mean = [0, 0, 0]
 std = [1, 1, 1]
 [inspect]
-k = 3
+k = {k}
 {inspect_extra}
 {spool_extra}
 [[camera]]

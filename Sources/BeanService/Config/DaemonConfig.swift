@@ -260,6 +260,10 @@ public struct InspectSection: ConfigSection {
     public var queue = 256
     /// A bean whose eject time is closer than this when it would be scored gets the fail-safe.
     public var ejectLeadMilliseconds = 2.0
+    /// How many of the decision's neighbours, nearest first, reject events and journald carry.
+    /// Score mode decides over 64; an event that listed them all would be ~5 KB in the journal
+    /// for every rejected bean, while the nearest few are what an operator checks.
+    public var reportedNeighbors = 8
 
     public init() {}
 
@@ -282,6 +286,7 @@ public struct InspectSection: ConfigSection {
         unscored = reader.choice("unscored", default: unscored)
         queue = reader.integer("queue", default: queue, in: 1...65_536)
         ejectLeadMilliseconds = reader.number("eject_lead_ms", default: ejectLeadMilliseconds, check: ConfigCheck.range(0...10_000))
+        reportedNeighbors = reader.integer("reported_neighbors", default: reportedNeighbors, in: 0...64)
     }
 
     /// The thresholds this table configures (the defaults of the thresholds file).
@@ -297,7 +302,7 @@ public struct InspectSection: ConfigSection {
         if let unknownDistance { keys.append("unknown_distance = \(unknownDistance)") }
         keys += ["unknown_action = \(TOMLText.string(unknownAction.rawValue))",
                  "unscored = \(TOMLText.string(unscored.rawValue))", "queue = \(queue)",
-                 "eject_lead_ms = \(ejectLeadMilliseconds)"]
+                 "eject_lead_ms = \(ejectLeadMilliseconds)", "reported_neighbors = \(reportedNeighbors)"]
         return keys
     }
 }

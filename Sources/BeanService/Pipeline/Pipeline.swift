@@ -334,6 +334,7 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
             return
         }
         let policy = self.policy.withLock { $0 }
+        let reportedNeighbors = config.withLock { $0.inspect.reportedNeighbors }
         do {
             let vectors = try engine.pool.embedSync(batch.map(\.crop))
             let embedded = MonotonicInstant.now()
@@ -352,7 +353,10 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
                     neighbors.append(Neighbor(label: Label(generation.label(ofRow: Int(id))),
                                               distance: results.distances[index * k + slot], vectorID: UInt64(id)))
                 }
-                handOver(Outcome(bean: bean, decision: policy.decide(neighbors), neighbors: neighbors, embedded: embedded))
+                let decision = policy.decide(neighbors)
+                // The policy saw all k; the record, the reject event and journald keep the nearest.
+                handOver(Outcome(bean: bean, decision: decision, neighbors: Array(neighbors.prefix(reportedNeighbors)),
+                                 embedded: embedded))
             }
         } catch {
             if scoringErrors.add(1, ordering: .relaxed).oldValue == 0 {

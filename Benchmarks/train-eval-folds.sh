@@ -18,13 +18,15 @@
 #   put the heads of fold i on it (BACKBONE then unused). BACKBONE_ARGS: its other options
 #   (default "--epochs 4 --zoom 0.5 --seed 1"). A fold's backbone is kept in $WORK/folds and
 #   reused when its backbone.onnx exists. The backbone row then is per fold too.
+#   EVAL_ARGS: more options for every eval run (e.g. "--mode vote" for the vote's figures).
 #   ROWS (default "raw backbone full one-class"): which rows to measure; e.g. MODEL_CARD.md's
 #   label-scaling rows are LABEL_COUNTS="1000 3000" ROWS=full (with GOOD_SHARE=proportional for
 #   its "How far labels take this trunk" table).
 # Below the table: for the full method, the daemon's default policy's defect recall and share of
 # good beans rejected (fold i's beans in eval's --scores CSV of encoder i, mean over folds), and
-# the defect recall of the daemon's vote at 1, 3 and 5 % of good beans rejected with the reject
-# share that gives it (eval's reject_share_at_good_rejected).
+# the defect recall of the daemon's policy (score mode over 64 neighbours unless EVAL_ARGS says
+# otherwise, e.g. "--mode vote") at 1, 3 and 5 % of good beans rejected with the reject share
+# that gives it (eval's reject_share_at_good_rejected).
 set -euo pipefail
 ROOT="${BEAND_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
 BIN="${BEAND_BIN:-$ROOT/.build/release}"
@@ -57,7 +59,8 @@ mkdir -p "$OUTDIR"
 if [ ! -d "$WORK/croptree" ]; then
   "$BIN/beanctl" train crops --tree "$DATA" "${CROPS[@]}" --out "$WORK/croptree" >&2
 fi
-EVAL=("$BIN/beanctl" eval --tree "$WORK/croptree" --folds "$FOLDS" --seed "$SEED" --preset mindforge --json --quiet "${SHARE[@]}")
+# shellcheck disable=SC2206  # EVAL_ARGS is a list of options
+EVAL=("$BIN/beanctl" eval --tree "$WORK/croptree" --folds "$FOLDS" --seed "$SEED" --preset mindforge --json --quiet "${SHARE[@]}" ${EVAL_ARGS:-})
 backbone_onnx="$(dirname "$BACKBONE")/backbone.onnx"
 
 summary() {  # name json-files… → one table row: fold i's figures of file i (or one file's pooled figures)
@@ -96,7 +99,7 @@ for fold, path in enumerate(files):
     recall.append(sum(defect) / len(defect)); good.append(sum(sound) / len(sound))
 print(f"full method, {n} labels, the daemon's policy: defect recall {100 * sum(recall) / len(recall):.0f} %, "
       f"good beans rejected {100 * sum(good) / len(good):.0f} % (mean over folds)")
-# The same vote at a chosen share of good beans rejected (eval's reject_share_at_good_rejected,
+# The same policy at a chosen share of good beans rejected (eval's reject_share_at_good_rejected,
 # fold i's figures from the JSON beside the CSV): defect recall, and the reject share giving it.
 parts = []
 for key in ("0.01", "0.03", "0.05"):
@@ -107,7 +110,7 @@ for key in ("0.01", "0.03", "0.05"):
         continue
     parts.append(f"{float(key) * 100:.0f} %: defect recall {100 * sum(a['recall'] for a in at) / len(at):.0f} % "
                  f"(reject share {min(a['reject_share'] for a in at):.3f}–{max(a['reject_share'] for a in at):.3f})")
-print(f"full method, {n} labels, the daemon's vote at a share of good beans rejected: " + "; ".join(parts))
+print(f"full method, {n} labels, the daemon's policy at a share of good beans rejected: " + "; ".join(parts))
 PYEOF
 }
 policy_lines=()

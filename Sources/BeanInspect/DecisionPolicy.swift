@@ -1,9 +1,11 @@
 import BeanCore
+import BeanStore
 
 /// What the policy decided for one bean.
 public struct Decision: Sendable, Hashable {
     public enum Reason: String, Sendable, Hashable, Codable {
-        /// Vote mode: a defect label's vote share reached its reject threshold.
+        /// Vote mode: a defect label's vote share reached its reject threshold. Score mode: a
+        /// defect label's share reached the threshold set for that label.
         case vote
         /// Vote mode: no defect label reached its threshold.
         case voteBelowThresholds = "vote-below-thresholds"
@@ -28,9 +30,10 @@ public struct Decision: Sendable, Hashable {
     /// and `unscored` follow their configured actions.
     public var eject: Bool
     /// Vote mode: on reject the deciding defect label, on accept the label with the largest vote
-    /// share. Score mode: on reject the defect label with the largest share, on accept as vote
-    /// mode. One-class mode: nil on reject (an anomaly has no label), the nearest good
-    /// neighbour's label on accept. Unknown / unscored: nil.
+    /// share. Score mode: the same over the nearest five neighbours (on reject, when none of
+    /// them is a defect, the defect label with the largest share of all k). One-class mode: nil
+    /// on reject (an anomaly has no label), the nearest good neighbour's label on accept.
+    /// Unknown / unscored: nil.
     public var label: Label?
     /// Vote mode: the vote share (0…1) of `label`. Score mode: the reject score. One-class mode:
     /// the mean distance to the nearest good vectors. Unknown: the nearest neighbour's distance.
@@ -66,9 +69,13 @@ public struct Decision: Sendable, Hashable {
 /// among the k nearest, plus `RejectScore.goodDistanceWeight` × the distance to the nearest good
 /// vector among them (`RejectScore.vote`, what `beanctl eval` ranks beans by). Defects of several
 /// labels add up, and with a large k (up to 64) the score separates good from defective beans
-/// better than one label's share of five votes. Per-label thresholds do not apply (they stay in
-/// `thresholds` for vote mode). The deciding label (for the journal) is the defect label with the
-/// largest share.
+/// better than one label's share of five votes. The label it reports (for the journal) comes from
+/// the nearest five: on a reject the defect label with the largest share among them (among all k
+/// when none of them is a defect), on an accept the label with the largest share. A label's own
+/// threshold (`thresholds.rejectShare[L]`) adds a trigger: the bean is also rejected, with reason
+/// `vote`, when that label's share among the k reaches it. So a per-label threshold makes the
+/// daemon stricter on one defect (Insect at 0.2); one at or above the default changes nothing,
+/// since a label's share never exceeds the score.
 ///
 /// **One-class mode.** The caller passes the k nearest vectors *among good-labelled vectors only*
 /// (search restricted to `goodLabels`; a store that holds only `Normal` vectors gives this for
@@ -85,6 +92,16 @@ public struct DecisionPolicy: Sendable, Hashable {
         case vote
         case oneClass = "one-class"
         case score
+
+        /// The neighbour count a mode is meant for when none is configured: score mode weighs
+        /// the whole neighbourhood (64, the most a search returns; what `beanctl eval` ranks by),
+        /// the vote and one-class mode look at the nearest few.
+        public var defaultK: Int {
+            switch self {
+            case .score: return SearchLimits.maximumK
+            case .vote, .oneClass: return 5
+            }
+        }
     }
 
     public enum UnknownAction: String, Sendable, Hashable, CaseIterable {
@@ -175,20 +192,43 @@ public struct DecisionPolicy: Sendable, Hashable {
         let (used, unknownDecision) = voters(all)
         if let unknownDecision { return unknownDecision }
         let score = RejectScore.vote(used, k: k, goodLabels: goodLabels, epsilon: distanceEpsilon)
-        var top: (label: Label, share: Double)?
-        var topDefect: (label: Label, share: Double)?
-        for (label, share) in voteShares(used) {
-            if top.map({ Self.prefer(label, share, over: $0.label, $0.share, good: goodLabels) }) ?? true {
-                top = (label, share)
-            }
-            if !goodLabels.contains(label), topDefect.map({ Self.prefer(label, share, over: $0.label, $0.share, good: []) }) ?? true {
-                topDefect = (label, share)
-            }
-        }
+        let shares = voteShares(used)
         if Self.reaches(score, threshold: thresholds.defaultRejectShare) {
-            return Decision(verdict: .reject, eject: true, label: topDefect?.label, score: score, reason: .score)
+            return Decision(verdict: .reject, eject: true, label: nameLabel(used, defectOnly: true), score: score, reason: .score)
         }
-        return Decision(verdict: .accept, eject: false, label: top?.label, score: score, reason: .scoreBelowThreshold)
+        if let strict = strictLabelReaching(in: shares) {
+            return Decision(verdict: .reject, eject: true, label: strict.label, score: strict.share, reason: .vote)
+        }
+        return Decision(verdict: .accept, eject: false, label: nameLabel(used, defectOnly: false), score: score,
+                        reason: .scoreBelowThreshold)
+    }
+
+    /// Score mode's label for the journal and the reject stream: the vote of the nearest
+    /// `Mode.vote.defaultK` neighbours (the label with the largest share; on a reject the defect
+    /// label with the largest share), since the far neighbours that make the score steady blur
+    /// which defect it is. When none of the nearest few is a defect, the vote of all of `used`.
+    private func nameLabel(_ used: [Neighbor], defectOnly: Bool) -> Label? {
+        func top(_ voters: [Neighbor]) -> Label? {
+            var best: (label: Label, share: Double)?
+            for (label, share) in voteShares(voters) where !(defectOnly && goodLabels.contains(label)) {
+                if best.map({ Self.prefer(label, share, over: $0.label, $0.share, good: defectOnly ? [] : goodLabels) }) ?? true {
+                    best = (label, share)
+                }
+            }
+            return best?.label
+        }
+        return top(Array(used.prefix(Mode.vote.defaultK))) ?? top(used)
+    }
+
+    /// Score mode: the defect label with the largest share among those whose share reaches the
+    /// threshold set for that label, if any.
+    private func strictLabelReaching(in shares: [(label: Label, share: Double)]) -> (label: Label, share: Double)? {
+        var best: (label: Label, share: Double)?
+        for (label, share) in shares where !goodLabels.contains(label) {
+            guard let threshold = thresholds.rejectShare[label], Self.reaches(share, threshold: threshold) else { continue }
+            if best.map({ Self.prefer(label, share, over: $0.label, $0.share, good: []) }) ?? true { best = (label, share) }
+        }
+        return best
     }
 
     /// Whether a vote share reaches a reject threshold. A small absolute tolerance so that, e.g.,
@@ -233,13 +273,11 @@ public struct DecisionPolicy: Sendable, Hashable {
     }
 
     /// Whether `decisionScore` and the default reject share decide this policy's verdicts
-    /// alone: score mode, or vote mode without per-label thresholds; neither with an unknown
-    /// distance.
+    /// alone: vote or score mode without per-label thresholds and without an unknown distance.
     public var rejectsByDecisionScore: Bool {
         guard thresholds.unknownDistance == nil else { return false }
         switch mode {
-        case .vote: return thresholds.rejectShare.isEmpty
-        case .score: return true
+        case .vote, .score: return thresholds.rejectShare.isEmpty
         case .oneClass: return false
         }
     }

@@ -68,7 +68,7 @@ struct Eval: ParsableCommand {
     @Option(help: ArgumentHelp("The policy's mode, instead of the config's: vote or score (one-class: --one-class).", valueName: "mode"))
     var mode: DecisionPolicy.Mode?
 
-    @Option(name: .short, help: "Neighbours per query (default: the config's inspect.k, else 5).")
+    @Option(name: .short, help: "Neighbours per query (default: the config's inspect.k, else 64 in score mode and 5 otherwise).")
     var k: Int?
 
     @Option(name: .customLong("score-k"), help: ArgumentHelp("Vote mode: neighbours behind the continuous reject score (the verdict uses k).", valueName: "N"))
@@ -292,21 +292,22 @@ struct Eval: ParsableCommand {
     }
 
     private func makePolicy(config: DaemonConfig?) throws -> DecisionPolicy {
-        var policy: DecisionPolicy
+        // Without a config, the daemon's defaults (and no thresholds file: there is no state
+        // directory to read one from).
+        let inspect = config?.inspect ?? InspectSection()
+        let goodLabels = Set(inspect.goodLabels.map { Label($0) })
+        var thresholds = inspect.thresholds
         if let config {
-            let goodLabels = Set(config.inspect.goodLabels.map { Label($0) })
             // The daemon's thresholds: its state directory's thresholds file, else the config's.
-            let thresholds = (try? ThresholdBook(stateDirectory: config.daemon.stateDirectory,
-                                                 defaults: config.inspect.thresholds,
-                                                 goodLabels: goodLabels).thresholds) ?? config.inspect.thresholds
-            policy = try DecisionPolicy(mode: config.inspect.mode, k: config.inspect.k, goodLabels: goodLabels,
-                                        unknownAction: config.inspect.unknownAction, thresholds: thresholds)
-        } else {
-            policy = try DecisionPolicy()
+            thresholds = (try? ThresholdBook(stateDirectory: config.daemon.stateDirectory, defaults: inspect.thresholds,
+                                             goodLabels: goodLabels).thresholds) ?? thresholds
         }
-        if let k { policy.k = k }
+        var policy = try DecisionPolicy(mode: inspect.mode, k: inspect.k, goodLabels: goodLabels,
+                                        unknownAction: inspect.unknownAction, thresholds: thresholds)
         if let mode { policy.mode = mode }
         if oneClass { policy.mode = .oneClass }
+        // An explicit -k, else the config's k, else the default of the mode eval runs in.
+        policy.k = k ?? inspect.configuredK ?? policy.mode.defaultK
         do { try policy.validate() } catch { throw ValidationError("the policy: \(error)") }
         return policy
     }

@@ -386,12 +386,50 @@ struct SeededGenerator: RandomNumberGenerator {
         #expect(try DecisionPolicy(mode: .score).decide([]).reason == .noNeighbors)
     }
 
-    /// Score mode has one threshold: per-label reject shares (kept for vote mode) change nothing.
-    @Test func perLabelThresholdsDoNotApply() throws {
-        let neighbors = [n("Broken", 0.1), n("Normal", 0.1), n("Normal", 0.1), n("Normal", 0.1)]
-        let policy = try DecisionPolicy(mode: .score, k: 4, thresholds: Thresholds(rejectShare: ["Broken": 0.01]))
-        #expect(policy.rejectsByDecisionScore)
-        #expect(policy.decide(neighbors).verdict == .accept)
-        #expect(try DecisionPolicy(mode: .vote, k: 4, thresholds: Thresholds(rejectShare: ["Broken": 0.01])).decide(neighbors).verdict == .reject)
+    /// The reported label comes from the nearest five: far neighbours of another defect add to the
+    /// score but do not name the bean. When none of the nearest five is a defect, the defect
+    /// label with the largest share of all k names a reject; an accept names the nearest five's
+    /// top label.
+    @Test func theLabelComesFromTheNearestFive() throws {
+        let near = [n("Black", 0.05), n("Normal", 0.1), n("Normal", 0.1), n("Normal", 0.1), n("Normal", 0.1)]
+        let far = (0..<8).map { n("Broken", 0.3, 10 + UInt64($0)) }
+        let policy = try DecisionPolicy(mode: .score, k: 13, thresholds: Thresholds(defaultRejectShare: 0.4))
+        let d = policy.decide(near + far)
+        #expect(d.verdict == .reject && d.reason == .score)
+        let shares = (black: share(of: "Black", in: near + far), broken: share(of: "Broken", in: near + far))
+        #expect(shares.broken > shares.black, "Broken leads over all 13: \(shares)")
+        #expect(d.label == "Black")
+        // No defect among the nearest five: the defect with the largest share of all k.
+        let allGood = near.map { n("Normal", $0.distance, $0.vectorID) }
+        let e = try DecisionPolicy(mode: .score, k: 13, thresholds: Thresholds(defaultRejectShare: 0.2)).decide(allGood + far)
+        #expect(e.verdict == .reject && e.label == "Broken")
+        // An accept names the nearest five's top label.
+        let f = try DecisionPolicy(mode: .score, k: 13, thresholds: Thresholds(defaultRejectShare: 0.9)).decide(near + far)
+        #expect(f.verdict == .accept && f.label == "Normal")
+    }
+
+    /// In score mode a label's own threshold is one more trigger: it rejects a bean whose share of
+    /// that label reaches it, with reason `vote`, even when the score stays below the default.
+    /// At or above the default it changes nothing (a label's share never exceeds the score).
+    @Test func perLabelThresholdsAddATriggerAndNeverLoosen() throws {
+        // Broken 0.25, Black 0.25: score 0.5 + ε-term; Broken alone 0.25.
+        let neighbors = [n("Broken", 0.1), n("Normal", 0.1), n("Normal", 0.1), n("Black", 0.1)]
+        let plain = try DecisionPolicy(mode: .score, k: 4, thresholds: Thresholds(defaultRejectShare: 0.6))
+        #expect(plain.decide(neighbors).verdict == .accept)
+        let strict = try DecisionPolicy(mode: .score, k: 4, thresholds: Thresholds(defaultRejectShare: 0.6, rejectShare: ["Broken": 0.25]))
+        #expect(!strict.rejectsByDecisionScore, "a per-label trigger means the score no longer decides alone")
+        let d = strict.decide(neighbors)
+        #expect(d.verdict == .reject && d.eject && d.reason == .vote && d.label == "Broken")
+        #expect(abs((d.score ?? 0) - 0.25) < 1e-9)
+        // A label threshold above its share does not trigger, and one above the default cannot
+        // keep a bean the score rejects.
+        #expect(try DecisionPolicy(mode: .score, k: 4, thresholds: Thresholds(defaultRejectShare: 0.6, rejectShare: ["Broken": 0.3]))
+            .decide(neighbors).verdict == .accept)
+        let lenient = try DecisionPolicy(mode: .score, k: 4, thresholds: Thresholds(defaultRejectShare: 0.4, rejectShare: ["Broken": 0.9, "Black": 0.9]))
+        let e = lenient.decide(neighbors)
+        #expect(e.verdict == .reject && e.reason == .score)
+        // Good labels never trigger (they cannot have a threshold), and the score decides first.
+        let both = try DecisionPolicy(mode: .score, k: 4, thresholds: Thresholds(defaultRejectShare: 0.5, rejectShare: ["Broken": 0.2]))
+        #expect(both.decide(neighbors).reason == .score)
     }
 }

@@ -291,3 +291,19 @@ func badConfig(index: Int) {
     #expect(rendered.contains("reported_neighbors = 0"))
     #expect(try ConfigLoader.parse(rendered, file: "rendered.toml").inspect.reportedNeighbors == 0)
 }
+
+/// Score mode over 64 neighbours is the default; an unset k follows the mode, a set one is kept,
+/// and either renders to a document that parses back to the same configuration.
+@Test func kFollowsTheModeUnlessSet() throws {
+    let defaults = try ConfigLoader.parse("", file: "empty.toml")
+    #expect(defaults.inspect.mode == .score && defaults.inspect.k == 64 && defaults.inspect.configuredK == nil)
+    let vote = try ConfigLoader.parse("[inspect]\nmode = \"vote\"\n", file: "vote.toml")
+    #expect(vote.inspect.k == 5)
+    #expect(try ConfigLoader.parse("[inspect]\nmode = \"one-class\"\n", file: "oc.toml").inspect.k == 5)
+    let set = try ConfigLoader.parse("[inspect]\nmode = \"score\"\nk = 9\n", file: "nine.toml")
+    #expect(set.inspect.k == 9 && set.inspect.configuredK == 9)
+    for config in [defaults, vote, set] {
+        #expect(try ConfigLoader.parse(config.renderedTOML, file: "rendered.toml") == config)
+    }
+    #expect(defaults.inspect.rendered.contains("# k = 64 (the default in score mode)"))
+}

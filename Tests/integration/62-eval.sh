@@ -20,13 +20,14 @@ check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
 
 common=(--tree "$DATA" --folds 5 --labels-per-fold 100 --encoder raw:16 --preset mindforge --limit-beans 300
         --seed 3 --cache "$tmp/cache.npy" --quiet --json)
-"$CTL" eval "${common[@]}" --scores "$tmp/vote.csv" --out "$tmp/vote" >"$tmp/vote.json" 2>"$tmp/err"
-check "eval (vote, folds) exits 0" '[ $? -eq 0 ] || { cat "$tmp/err"; false; }'
+"$CTL" eval "${common[@]}" --mode vote --scores "$tmp/vote.csv" --out "$tmp/vote" >"$tmp/vote.json" 2>"$tmp/err"
+check "eval --mode vote (folds) exits 0" '[ $? -eq 0 ] || { cat "$tmp/err"; false; }'
 "$CTL" eval "${common[@]}" --one-class --scores "$tmp/oc.csv" >"$tmp/oc.json" 2>"$tmp/err"
 check "eval (one-class, folds, from the cache) exits 0" '[ $? -eq 0 ] || { cat "$tmp/err"; false; }'
 check "cache written beside its description" '[ -s "$tmp/cache.npy" ] && [ -s "$tmp/cache.npy.json" ]'
-"$CTL" eval "${common[@]}" --mode score -k 64 --scores "$tmp/score.csv" >"$tmp/score.json" 2>"$tmp/err"
-check "eval --mode score -k 64 exits 0" '[ $? -eq 0 ] || { cat "$tmp/err"; false; }'
+# No --mode and no -k: the daemon's default, score mode over 64 neighbours.
+"$CTL" eval "${common[@]}" --scores "$tmp/score.csv" >"$tmp/score.json" 2>"$tmp/err"
+check "eval with the default policy (score mode) exits 0" '[ $? -eq 0 ] || { cat "$tmp/err"; false; }'
 "$CTL" eval "${common[@]}" --good-share 0.3 >"$tmp/share.json" 2>"$tmp/err"
 check "eval --good-share 0.3 exits 0" '[ $? -eq 0 ] || { cat "$tmp/err"; false; }'
 "$CTL" eval "${common[@]}" --good-share proportional >"$tmp/prop.json" 2>"$tmp/err"
@@ -124,6 +125,7 @@ for name in ("vote", "score"):
     vdefect = np.array([r["defect"] == "1" for r in rows])
     vrejected = np.array([r["rejected"] == "1" for r in rows])
     if report["policy"]["mode"] != name: bad.append(f"{name}: policy mode {report['policy']['mode']}")
+    if report["policy"]["k"] != {"vote": 5, "score": 64}[name]: bad.append(f"{name}: default k {report['policy']['k']}")
     if not np.array_equal(dscore + 1e-12 >= report["policy"]["reject_share"], vrejected):
         bad.append(f"{name}: decision_score does not give back the policy's verdicts")
     if name == "score":

@@ -195,6 +195,7 @@ belt_speed = 400
         check(len(stream) == defects, "stream carries every reject: %d of %d" % (len(stream), defects))
         check(all(e["label"] in ("Black", "Insect") for e in stream), "only defect labels rejected")
         check(all(len(e["neighbors"]) == 3 for e in stream), "every event lists the k = 3 neighbours (fewer than reported_neighbors)")
+        check(all(e["reason"] == "score" for e in stream), "the default mode decides: reason score")
         seqs = [e["seq"] for e in stream]
         check(seqs == list(range(seqs[0], seqs[0] + len(seqs))), "sequence numbers contiguous")
         labels = [e["label"] for e in stream]
@@ -216,13 +217,13 @@ belt_speed = 400
                 check(field in e, "journald entry has %s" % field)
         print("run 1: %d beans, %d rejects; stream, journald and status agree" % (beans, len(stream)))
 
-        # ---------------------------------------------------- run 1b: score mode, one pass
-        # The same scene decided by the reject score (all defect labels together) over 12 neighbours:
-        # every defect is still rejected and no good bean, events and journald carry reason "score",
-        # and they list only the nearest reported_neighbors of the 12.
-        os.remove(os.path.join(d, "thresholds"))  # run 1's set-threshold; score mode has one threshold
+        # ---------------------------------------------------- run 1b: vote mode, one pass
+        # The same scene decided by the vote (one defect label's share): every defect is still
+        # rejected and no good bean, events and journald carry reason "vote", and they list only
+        # the nearest reported_neighbors of the k.
+        os.remove(os.path.join(d, "thresholds"))  # run 1's set-threshold (label:Insect 0.9)
         cfg = config(d, model, store, photo, camera_extra="fps = 30\nbelt_speed = 300\nloop = false\nejector_distance_m = 0.4",
-                     inspect_extra='mode = "score"\nreported_neighbors = 2', k=12)
+                     inspect_extra='mode = "vote"\nreported_neighbors = 2', k=3)
         with Daemon(cfg) as daemon:
             wait_ready(daemon)
             scored = Consumer(os.path.join(d, "rejects.sock"))
@@ -230,20 +231,20 @@ belt_speed = 400
             wait_for_pass(daemon)
             s = status(daemon)
             check(s["beans_total"] == beans and s["rejects_total"] == defects,
-                  "score mode: every bean decided, every defect rejected: %s of %d, %s of %d" % (s["beans_total"], beans, s["rejects_total"], defects))
+                  "vote mode: every bean decided, every defect rejected: %s of %d, %s of %d" % (s["beans_total"], beans, s["rejects_total"], defects))
             code, _ = daemon.stop()
-            check(code == 0, "score mode: exit 0")
+            check(code == 0, "vote mode: exit 0")
             scored.join(timeout=10)
             pid = daemon.process.pid
-        check(len(scored.events) == defects and all(e["reason"] == "score" and e["label"] == "Insect" and 0.5 <= e["score"] <= 1.02
+        check(len(scored.events) == defects and all(e["reason"] == "vote" and e["label"] == "Insect" and 0.5 <= e["score"] <= 1
                                                     for e in scored.events),
-              "score mode: stream events have reason score, the defect label and the reject score: %s" % scored.events[:2])
+              "vote mode: stream events have reason vote, the defect label and its vote share: %s" % scored.events[:2])
         check(all(len(e["neighbors"]) == 2 and e["neighbors"][0]["distance"] <= e["neighbors"][1]["distance"]
                   for e in scored.events),
-              "score mode: events list the 2 nearest of the 12 neighbours, nearest first: %s" % scored.events[:1])
+              "vote mode: events list the 2 nearest of the 3 neighbours, nearest first: %s" % scored.events[:1])
         entries = journal(pid, IDS["reject"], defects)
-        check(len(entries) == defects and all(e.get("REASON") == "score" for e in entries), "score mode: journald REASON=score")
-        check(all(len(json.loads(e["NEIGHBORS"])) == 2 for e in entries), "score mode: journald NEIGHBORS lists 2")
+        check(len(entries) == defects and all(e.get("REASON") == "vote" for e in entries), "vote mode: journald REASON=vote")
+        check(all(len(json.loads(e["NEIGHBORS"])) == 2 for e in entries), "vote mode: journald NEIGHBORS lists 2")
 
         # ---------------------------------------------------- run 2: overload
         # A small ring: it fills within the first second, so RSS must be flat after that.

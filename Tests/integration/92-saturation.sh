@@ -5,7 +5,7 @@
 # delivers every score after its bean's eject time once the queue has grown; beand skips the beans
 # a batch would make late, so it keeps scoring beans in time at about its encoding speed.
 #  1. after a warm-up, most of the encoder's capacity goes to beans scored in time (and counted
-#     as such in status), every second of a 6 s window;
+#     as such in status): at least half over a 6 s window, and no 2 s window below 30 %;
 #  2. every bean scored gets the right verdict (defects rejected, good beans accepted), and every
 #     other bean gets the fail-safe verdict; the reject stream carries each ejected bean once.
 # The encoder is the pipeline tests' mean-colour encoder plus a deep convolution branch whose
@@ -86,8 +86,16 @@ with Journald():
             print("beans decided: %.0f/s; scored in time, each second: %s" % (arrived, ["%.0f" % v for v in per_second]))
             check(arrived > 1.5 * capacity, "overloaded: %.0f beans/s decided against %.0f crops/s" % (arrived, capacity))
             check(samples[-1][2] > samples[0][2], "fail-safe verdicts under overload")
-            check(min(per_second) >= 0.3 * capacity,
-                  "beans scored in time every second >= 30 %% of the encoder's %.0f crops/s: %s" % (capacity, per_second))
+            # Two-second windows: a status poll lands between batches of eight, and on a busy
+            # two-core machine one second can lose a batch or two to the scheduler (a CI run
+            # once saw 10/s for one second between 34s); a daemon that encodes stale beans
+            # scores none in time for whole seconds, which every window still catches.
+            pairs = [(a + b) / 2 for a, b in zip(per_second, per_second[1:])]
+            check(min(pairs) >= 0.3 * capacity,
+                  "beans scored in time, every 2 s window >= 30 %% of the encoder's %.0f crops/s: %s" % (capacity, pairs))
+            whole = ((samples[-1][1] - samples[-1][2]) - (samples[0][1] - samples[0][2])) / (samples[-1][0] - samples[0][0])
+            check(whole >= 0.5 * capacity,
+                  "beans scored in time over the 6 s window >= 50 %% of the encoder's %.0f crops/s: %.1f/s" % (capacity, whole))
             code, _ = daemon.stop()
             check(code == 0, "exit 0")
             stream.join(timeout=10)

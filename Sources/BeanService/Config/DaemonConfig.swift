@@ -244,8 +244,16 @@ public struct EncoderSection: ConfigSection {
 /// `[inspect]`: how a scored bean is decided, and what happens to beans that cannot be scored.
 public struct InspectSection: ConfigSection {
     static let tableName = "inspect"
-    public var mode = DecisionPolicy.Mode.vote
-    public var k = 5
+    /// Score mode by default: on the Mindforge folds it rejects about half again as many defects
+    /// as the vote at the same share of good beans rejected (MODEL_CARD.md).
+    public var mode = DecisionPolicy.Mode.score
+    /// The configured neighbour count; nil: the mode's default (`DecisionPolicy.Mode.defaultK`).
+    public var configuredK: Int?
+    /// Neighbours per bean.
+    public var k: Int {
+        get { configuredK ?? mode.defaultK }
+        set { configuredK = newValue }
+    }
     public var goodLabels = ["Normal"]
     /// Default per-label vote share above which a bean is rejected (a start value: the thresholds
     /// file in the state directory, written by `set-threshold`, takes precedence).
@@ -269,7 +277,7 @@ public struct InspectSection: ConfigSection {
 
     init(reading reader: inout ConfigTableReader) {
         mode = reader.choice("mode", default: mode)
-        k = reader.integer("k", default: k, in: 1...64)
+        if reader.isPresent("k") { configuredK = reader.integer("k", default: mode.defaultK, in: 1...64) }
         goodLabels = reader.stringArray("good_labels") { name in
             ThresholdKey.isValidLabelName(name) ? nil : "'\(name)' is not a label name (1 to 64 printable bytes, no spaces)"
         } ?? goodLabels
@@ -296,7 +304,10 @@ public struct InspectSection: ConfigSection {
     }
 
     var renderedKeys: [String] {
-        var keys = ["mode = \(TOMLText.string(mode.rawValue))", "k = \(k)",
+        // An unset k follows the mode: shown, but as a comment, so the rendering parses back to
+        // the same configuration.
+        let kLine = configuredK.map { "k = \($0)" } ?? "# k = \(k) (the default in \(mode.rawValue) mode)"
+        var keys = ["mode = \(TOMLText.string(mode.rawValue))", kLine,
                     "good_labels = [\(goodLabels.map(TOMLText.string).joined(separator: ", "))]",
                     "reject_share = \(rejectShare)", "one_class_distance = \(oneClassDistance)"]
         if let unknownDistance { keys.append("unknown_distance = \(unknownDistance)") }

@@ -282,6 +282,25 @@ public struct DecisionPolicy: Sendable, Hashable {
         }
     }
 
+    /// Why the threshold `key` does not change this policy's decisions, for the operator who just
+    /// set it; nil when it does. A threshold of another mode, or a score-mode label threshold at
+    /// or above the default reject share (a label's share never exceeds the score, so it cannot
+    /// trigger a reject the score has not).
+    public func ineffectiveThresholdNote(_ key: ThresholdKey) -> String? {
+        switch (key, mode) {
+        case (.oneClassDistance, .vote), (.oneClassDistance, .score):
+            return "the one-class distance applies in one-class mode only; the daemon decides in \(mode.rawValue) mode"
+        case (.defaultRejectShare, .oneClass), (.rejectShare, .oneClass):
+            return "reject shares apply in vote and score mode only; the daemon decides in one-class mode"
+        case (.rejectShare(let label), .score):
+            guard let share = thresholds.rejectShare[label], share >= thresholds.defaultRejectShare else { return nil }
+            return "in score mode a label's threshold only adds rejects; at or above the default reject share "
+                + "(\(thresholds.defaultRejectShare)) it changes nothing"
+        default:
+            return nil
+        }
+    }
+
     /// Larger share wins; on equal shares a good label wins (accept reports the good label), then
     /// the smaller name, so the result never depends on the store's order.
     private static func prefer(_ label: Label, _ share: Double, over other: Label, _ otherShare: Double,

@@ -325,9 +325,9 @@ public final class Daemon: @unchecked Sendable {
             return .failure(ControlFailure("set-threshold: argument \"value\" (a number, \"off\" or \"default\") is required"))
         }
         do {
-            let change = try pipeline.setThreshold(key: key, value: valueText)
+            let (change, note) = try pipeline.setThreshold(key: key, value: valueText)
             return .success(.object([("key", .string("\(change.key)")), ("old", .optional(change.old)),
-                                     ("new", .optional(change.new))]))
+                                     ("new", .optional(change.new)), ("note", .optional(note))]))
         } catch {
             return .failure(ControlFailure("set-threshold: \(error)"))
         }

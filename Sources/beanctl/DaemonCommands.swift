@@ -144,17 +144,36 @@ enum StatusFormatter {
         let encoder = status["encoder"] as? [String: Any] ?? [:]
         rows.append(("Encoder", text(encoder["model"])))
         rows.append(("Encoder fingerprint", text(encoder["fingerprint"])))
+        if let policy = status["policy"] as? [String: Any] {
+            rows.append(("Policy", policyLine(policy)))
+        }
         if let spool = status["spool"] as? [String: Any] {
             rows += spoolRows(spool)
         }
         // Figures added by later engines (latency, queues, per-label rejects, …) are shown too,
         // so a newer daemon's status is never silently cut short by an older beanctl.
         let shown: Set<String> = ["version", "uptime_s", "beans_total", "beans_per_s", "rejects_total",
-                                  "cameras", "store", "encoder", "spool"]
+                                  "cameras", "store", "encoder", "spool", "policy"]
         for key in status.keys.sorted() where !shown.contains(key) {
             rows.append((humanKey(key), compact(status[key])))
         }
         return rows
+    }
+
+    /// `Policy : score, k 64, reject share 0.5, label:Insect 0.2` (one-class: its distance).
+    static func policyLine(_ policy: [String: Any]) -> String {
+        var parts = ["\(text(policy["mode"])), k \(text(policy["k"]))"]
+        if policy["mode"] as? String == "one-class" {
+            parts.append("one-class distance \(text(policy["one_class_distance"]))")
+        } else {
+            parts.append("reject share \(text(policy["reject_share"]))")
+            let labels = policy["label_reject_shares"] as? [String: Any] ?? [:]
+            parts += labels.keys.sorted().map { "label:\($0) \(text(labels[$0]))" }
+        }
+        if let unknown = policy["unknown_distance"], !(unknown is NSNull) {
+            parts.append("unknown beyond \(text(unknown)) (\(text(policy["unknown_action"])))")
+        }
+        return parts.joined(separator: ", ")
     }
 
     /// `Spool : ok, 812 files, 3.1 MiB of 256.0 MiB` and the counters on a second line.

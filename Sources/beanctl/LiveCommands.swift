@@ -180,7 +180,8 @@ struct SetThreshold: ParsableCommand {
         commandName: "threshold",
         abstract: "Set a decision threshold; persists across restarts.",
         discussion: """
-            KEY is `default` (vote share a defect label needs), `label:NAME` (that label's share), \
+            KEY is `default` (the reject score a bean needs in score mode, the vote share a defect \
+            label needs in vote mode), `label:NAME` (that label's share; in score mode it only adds rejects), \
             `one-class` (mean distance to the nearest good vectors) or `unknown` (nearest-neighbour \
             distance beyond which a bean is unknown). VALUE is a number, or `off`.
             """)
@@ -192,6 +193,12 @@ struct SetThreshold: ParsableCommand {
     func run() throws {
         let result = try callDaemon(connection, ["command": "set-threshold", "key": key, "value": value])
         if json { try printJSON(result); return }
-        if let change = result["change"] as? String { print(change) } else { print("threshold \(key) = \(value)") }
+        // The daemon answers with the key and the old and new values (null: the label follows
+        // the default, or the threshold is off), as its log line says it.
+        let unset = key.hasPrefix("label:") ? "default" : "off"
+        func text(_ value: Any?) -> String { (value as? Double).map { "\($0)" } ?? unset }
+        print("threshold \(result["key"] as? String ?? key) changed from \(text(result["old"])) to \(text(result["new"]))")
+        // The daemon says when the value cannot change its decisions in its current mode.
+        if let note = result["note"] as? String { print("note: \(note)") }
     }
 }

@@ -408,6 +408,22 @@ struct SeededGenerator: RandomNumberGenerator {
         #expect(f.verdict == .accept && f.label == "Normal")
     }
 
+    /// The note for an operator whose threshold cannot change decisions in the policy's mode.
+    @Test func ineffectiveThresholdsAreNamed() throws {
+        let score = try DecisionPolicy(mode: .score, thresholds: Thresholds(defaultRejectShare: 0.6, rejectShare: ["Black": 0.6, "Broken": 0.3]))
+        #expect(score.ineffectiveThresholdNote(.rejectShare("Black"))?.contains("(0.6) it changes nothing") == true)
+        #expect(score.ineffectiveThresholdNote(.rejectShare("Broken")) == nil)
+        #expect(score.ineffectiveThresholdNote(.defaultRejectShare) == nil)
+        #expect(score.ineffectiveThresholdNote(.unknownDistance) == nil)
+        #expect(score.ineffectiveThresholdNote(.oneClassDistance)?.contains("score mode") == true)
+        let vote = try DecisionPolicy(mode: .vote, thresholds: Thresholds(defaultRejectShare: 0.6, rejectShare: ["Black": 0.9]))
+        #expect(vote.ineffectiveThresholdNote(.rejectShare("Black")) == nil, "in vote mode a higher label threshold loosens")
+        #expect(vote.ineffectiveThresholdNote(.oneClassDistance) != nil)
+        let oneClass = try DecisionPolicy(mode: .oneClass)
+        #expect(oneClass.ineffectiveThresholdNote(.defaultRejectShare)?.contains("one-class mode") == true)
+        #expect(oneClass.ineffectiveThresholdNote(.oneClassDistance) == nil)
+    }
+
     /// In score mode a label's own threshold is one more trigger: it rejects a bean whose share of
     /// that label reaches it, with reason `vote`, even when the score stays below the default.
     /// At or above the default it changes nothing (a label's share never exceeds the score).

@@ -1,5 +1,6 @@
 import Testing
 @testable import BeanService
+import BeanInspect
 
 @Test func framerSplitsLinesAcrossChunks() {
     var framer = ControlLineFramer(maximumLineBytes: 16)
@@ -113,7 +114,7 @@ private func decodeError(_ text: String) -> String? {
     #expect(json["cameras"] == .array([.object([("name", .string("cam0")), ("state", .null), ("fps", .null),
                                                 ("frames", .null), ("drops", .null),
                                                 ("tracks_lost_before_line", .null), ("tracks_born_past_line", .null)])]))
-    for key in ["scoring", "rejects_by_label", "unscored_total", "unknown_total", "latency_ms", "queues"] {
+    for key in ["scoring", "rejects_by_label", "unscored_total", "unknown_total", "latency_ms", "queues", "policy"] {
         #expect(json[key] == .null, "\(key) is null without a pipeline")
     }
     #expect(json["store"]?["generation"] == .null)
@@ -133,4 +134,18 @@ private func decodeError(_ text: String) -> String? {
     #expect(filled["rejects_by_label"] == .object([("Black", .int(2))]))
     #expect(filled["latency_ms"]?["p99"] == .double(17.25))
     #expect(StatusRegistry.duration(3725) == "1h02m05s")
+}
+
+/// The policy in force, as `status` shows it: mode, k, the thresholds after any set-threshold.
+@Test func statusShowsThePolicyInForce() throws {
+    let registry = StatusRegistry(config: DaemonConfig())
+    let policy = try DecisionPolicy(mode: .score, k: 64, thresholds: Thresholds(defaultRejectShare: 0.62, rejectShare: ["Insect": 0.2]))
+    registry.update { $0.policy = policy; $0.reportedNeighbors = 8 }
+    let json = try #require(registry.json(version: "0.1.0")["policy"])
+    #expect(json == .object([
+        ("mode", .string("score")), ("k", .int(64)), ("good_labels", .array([.string("Normal")])),
+        ("reject_share", .double(0.62)), ("label_reject_shares", .object([("Insect", .double(0.2))])),
+        ("one_class_distance", .double(1.0)), ("unknown_distance", .null), ("unknown_action", .string("reject")),
+        ("reported_neighbors", .int(8)),
+    ]))
 }

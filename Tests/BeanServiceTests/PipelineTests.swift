@@ -30,8 +30,14 @@ import Testing
     #expect(throws: (any Error).self) { try pipeline.setThreshold(key: "colour", value: "0.5") }
     #expect(throws: (any Error).self) { try pipeline.setThreshold(key: "default", value: "1.5") }
     #expect(throws: (any Error).self) { try pipeline.setThreshold(key: "default", value: "lots") }
-    let change = try pipeline.setThreshold(key: "label:Black", value: "0.4")
+    let (change, note) = try pipeline.setThreshold(key: "label:Black", value: "0.4")
     #expect(change.old == nil && change.new == 0.4)
+    #expect(note == nil, "below the default share a label threshold adds rejects in score mode")
+    // The daemon says when a value cannot change its decisions in its mode (score, the default).
+    let (_, above) = try pipeline.setThreshold(key: "label:Black", value: "0.7")
+    #expect(above?.contains("at or above the default reject share (0.5) it changes nothing") == true, "\(above ?? "nil")")
+    let (_, oneClass) = try pipeline.setThreshold(key: "one-class", value: "0.4")
+    #expect(oneClass?.contains("one-class mode only") == true, "\(oneClass ?? "nil")")
     let file = try #require(try AtomicFile.read(directory + "/thresholds"))
     #expect(file.contains("label:Black"))
 

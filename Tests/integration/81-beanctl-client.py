@@ -83,7 +83,10 @@ with tempfile.TemporaryDirectory() as d:
                   "status": {"version": "9.9.9", "uptime_s": 75.5, "cameras": [{"name": "cam0", "state": None, "fps": None}],
                              "beans_total": 0, "rejects_total": 0, "beans_per_s": None,
                              "store": {"path": "/s", "generation": None, "vectors": None, "dim": None, "labels": None},
-                             "encoder": {"model": "/m.onnx", "fingerprint": None}},
+                             "encoder": {"model": "/m.onnx", "fingerprint": None},
+                             "policy": {"mode": "score", "k": 64, "good_labels": ["Normal"], "reject_share": 0.62,
+                                        "label_reject_shares": {"Insect": 0.2}, "one_class_distance": 0.3,
+                                        "unknown_distance": None, "unknown_action": "reject", "reported_neighbors": 8}},
                   "reload": {"reloaded": True, "generation": 7}}.get(cmd)
         if result is None:
             return (json.dumps({"ok": False, "proto": 1, "error": f"unknown command '{cmd}'"}) + "\n").encode()
@@ -102,6 +105,7 @@ with tempfile.TemporaryDirectory() as d:
     check("status human output aligned Key : value", rc == 0 and len(lines) >= 8 and len(colons) == 1, out)
     check("null fields shown as '-', not 0", any(l.startswith("Beans/s") and l.endswith(": -") for l in lines), out)
     check("uptime formatted", any(l.startswith("Uptime") and "1m 15s" in l for l in lines), out)
+    check("policy on one line", any(l.startswith("Policy") and l.endswith(": score, k 64, reject share 0.62, label:Insect 0.20") for l in lines), out)
     rc, out, err = run(["--socket", path, "status", "--json"])
     js = json.loads(out)
     check("status --json is the daemon's result", rc == 0 and js["uptime_s"] == 75.5 and js["beans_per_s"] is None, out)
@@ -121,12 +125,15 @@ with tempfile.TemporaryDirectory() as d:
     def threshold(req):
         if req.get("command") == "set-threshold" and req.get("key") == "label:Black" and req.get("value") == "0.4":
             return (json.dumps({"ok": True, "proto": 1, "command": "set-threshold",
-                                "result": {"change": "threshold label:Black: 0.5 -> 0.4"}}) + "\n").encode()
+                                "result": {"key": "label:Black", "old": None, "new": 0.4,
+                                           "note": "in score mode a label's threshold only adds rejects"}}) + "\n").encode()
         return (json.dumps({"ok": False, "proto": 1, "error": f"bad request {req}"}) + "\n").encode()
     tpath = os.path.join(d, "threshold.sock")
     fake = FakeDaemon(tpath, threshold)
     rc, out, err = run(["--socket", tpath, "set", "threshold", "label:Black", "0.4"])
-    check("set threshold sends set-threshold key/value", rc == 0 and "0.5 -> 0.4" in out, (rc, out, err, fake.requests))
+    check("set threshold sends set-threshold key/value and prints the change and the daemon's note",
+          rc == 0 and "threshold label:Black changed from default to 0.4" in out
+          and "note: in score mode a label's threshold only adds rejects" in out, (rc, out, err, fake.requests))
     rc, out, err = run(["--socket", tpath, "set", "threshold", "label:Black"])
     check("set threshold without value -> 64", rc == 64, (rc, err))
     fake.close()

@@ -172,10 +172,21 @@ belt_speed = 400
                   "latency stages vision/scoring/decision, each within the total: %s" % lat)
             check(s["rejects_by_label"] and sum(s["rejects_by_label"].values()) == defects, "rejects by label add up")
             check(s["beans_per_s"] is not None and s["beans_per_s"] >= 0, "beans/s shown")
+            check(s["policy"]["mode"] == "score" and s["policy"]["k"] == 3 and s["policy"]["reject_share"] == 0.5
+                  and s["policy"]["label_reject_shares"] == {} and s["policy"]["reported_neighbors"] == 8,
+                  "status shows the policy in force (the default mode, the config's k): %s" % s["policy"])
             check(s["cameras"][0]["fps"] is None or s["cameras"][0]["fps"] >= 0, "fps shown")
             # set-threshold (root is admin): validated, persisted, answered with old and new value.
             r = request(daemon.control, {"command": "set-threshold", "key": "label:Insect", "value": 0.9})
-            check(r["ok"] and r["result"] == {"key": "label:Insect", "old": None, "new": 0.9}, "set-threshold label:Insect 0.9: %s" % r)
+            check(r["ok"] and {k: r["result"][k] for k in ("key", "old", "new")} == {"key": "label:Insect", "old": None, "new": 0.9},
+                  "set-threshold label:Insect 0.9: %s" % r)
+            # Score mode (the default): a label threshold above the default share changes nothing,
+            # and the answer says so.
+            check("changes nothing" in (r["result"].get("note") or ""), "the answer notes a label threshold without effect: %s" % r)
+            check(status(daemon)["policy"]["label_reject_shares"] == {"Insect": 0.9}, "status shows the new label threshold")
+            out = beanctl("--socket", daemon.control, "set", "threshold", "label:Insect", "0.95")
+            check("threshold label:Insect changed from 0.9 to 0.95" in out and "\nnote: in score mode" in out,
+                  "beanctl set threshold prints the change and the daemon's note: %r" % out)
             check("label:Insect" in open(os.path.join(d, "thresholds")).read(), "threshold persisted in the state directory")
             r = request(daemon.control, {"command": "set-threshold", "key": "colour", "value": 0.5})
             check(not r["ok"] and "unknown threshold key 'colour'" in r["error"], "bad key refused: %s" % r)

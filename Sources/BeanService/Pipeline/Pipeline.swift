@@ -150,6 +150,7 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
 
     public func start() {
         let config = self.config.withLock { $0 }
+        publishPolicy()
         if let problem = scoring.load(encoder: config.encoder, storePath: config.store.path) {
             logger.error("scoring unavailable; every bean gets the fail-safe verdict until a reload succeeds", metadata: [
                 "error": "\(problem)", "unscored": "\(config.inspect.unscored.rawValue)",
@@ -448,6 +449,16 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
 
     // MARK: Status
 
+    /// The policy in force, for `status` (after start, a reload and every threshold change).
+    private func publishPolicy() {
+        let current = policy.withLock { $0 }
+        let reported = config.withLock { $0.inspect.reportedNeighbors }
+        status.update { status in
+            status.policy = current
+            status.reportedNeighbors = reported
+        }
+    }
+
     private func publishScoringStatus() {
         let (engine, problem) = scoring.current
         status.update { status in
@@ -522,13 +533,16 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
         thresholdBook.withLock { $0 = book }
         config.withLock { $0 = new }
         spool.update(Self.spoolSettings(new))
+        publishPolicy()
         publishScoringStatus()
     }
 
     public var generation: UInt64? { scoring.current.engine?.store.current.generation }
 
     /// Changes one threshold: validated, persisted in the thresholds file, then in force; logged.
-    public func setThreshold(key keyText: String, value valueText: String) throws -> ThresholdChange {
+    /// Returns the change and, when the new value does not change decisions in the current mode,
+    /// why not (`DecisionPolicy.ineffectiveThresholdNote`).
+    public func setThreshold(key keyText: String, value valueText: String) throws -> (change: ThresholdChange, note: String?) {
         guard let key = ThresholdKey(keyText) else {
             throw ScoringError("unknown threshold key '\(keyText)' (expected default, label:NAME, one-class or unknown)")
         }
@@ -544,12 +558,18 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
             return change
         }
         let thresholds = thresholdBook.withLock { $0?.thresholds }
-        if let thresholds { policy.withLock { $0.thresholds = thresholds } }
-        logger.notice("threshold changed", metadata: [
+        let note: String? = policy.withLock { policy in
+            if let thresholds { policy.thresholds = thresholds }
+            return policy.ineffectiveThresholdNote(change.key)
+        }
+        var metadata: Logger.Metadata = [
             "threshold.key": "\(change.key)", "threshold.old": "\(change.old.map { "\($0)" } ?? "off")",
             "threshold.new": "\(change.new.map { "\($0)" } ?? "off")",
-        ])
-        return change
+        ]
+        if let note { metadata["threshold.note"] = "\(note)" }
+        logger.notice("threshold changed", metadata: metadata)
+        publishPolicy()
+        return (change, note)
     }
 
     /// Stops the cameras, lets the beans in flight through the encoder and the decision, then

@@ -65,6 +65,10 @@ public struct DaemonStatus: Equatable, Sendable {
     public var inspection: Inspection?
     /// The reject crop spool's figures; nil without a pipeline.
     public var spool: SpoolFigures?
+    /// The decision policy in force (mode, k, thresholds after any `set-threshold`) and how many
+    /// neighbours events report; nil without a pipeline.
+    public var policy: DecisionPolicy?
+    public var reportedNeighbors: Int?
 
     public struct LatencyStageFigures: Equatable, Sendable {
         public var name: String
@@ -135,6 +139,7 @@ public final class StatusRegistry: Sendable {
     public func json(version: String, now: MonotonicInstant = .now()) -> JSONValue {
         let status = snapshot()
         let uptime = (uptimeSeconds(now: now) * 1000).rounded() / 1000
+        let policy: JSONValue = status.policy.map { Self.policyJSON($0, reportedNeighbors: status.reportedNeighbors) } ?? .null
         return .object([
             ("version", .string(version)),
             ("uptime_s", .double(uptime)),
@@ -187,6 +192,22 @@ public final class StatusRegistry: Sendable {
                 })
             } ?? .null),
             ("spool", status.spool.map(Self.spoolJSON) ?? .null),
+            ("policy", policy),
+        ])
+    }
+
+    static func policyJSON(_ policy: DecisionPolicy, reportedNeighbors: Int?) -> JSONValue {
+        let thresholds = policy.thresholds
+        return .object([
+            ("mode", .string(policy.mode.rawValue)), ("k", .int(Int64(policy.k))),
+            ("good_labels", .array(policy.goodLabels.map(\.name).sorted().map(JSONValue.string))),
+            ("reject_share", .double(thresholds.defaultRejectShare)),
+            ("label_reject_shares", .object(thresholds.rejectShare.sorted { $0.key.name < $1.key.name }
+                .map { ($0.key.name, JSONValue.double($0.value)) })),
+            ("one_class_distance", .double(thresholds.oneClassDistance)),
+            ("unknown_distance", .optional(thresholds.unknownDistance)),
+            ("unknown_action", .string(policy.unknownAction.rawValue)),
+            ("reported_neighbors", .optional(reportedNeighbors)),
         ])
     }
 

@@ -187,6 +187,10 @@ belt_speed = 400
             out = beanctl("--socket", daemon.control, "set", "threshold", "label:Insect", "0.95")
             check("threshold label:Insect changed from 0.9 to 0.95" in out and "\nnote: in score mode" in out,
                   "beanctl set threshold prints the change and the daemon's note: %r" % out)
+            # A reload logs the rule in force again, and warns about the label threshold that
+            # cannot act in score mode (checked in the journal below).
+            r = request(daemon.control, {"command": "reload"}, timeout=30)
+            check(r["ok"], "reload with a thresholds file: %s" % r)
             check("label:Insect" in open(os.path.join(d, "thresholds")).read(), "threshold persisted in the state directory")
             r = request(daemon.control, {"command": "set-threshold", "key": "colour", "value": 0.5})
             check(not r["ok"] and "unknown threshold key 'colour'" in r["error"], "bad key refused: %s" % r)
@@ -226,6 +230,11 @@ belt_speed = 400
                   "journald entry matches its stream event (bean %s)" % e["BEAN_ID"])
             for field in ("LANE", "SCORE"):
                 check(field in e, "journald entry has %s" % field)
+        logged = [e.get("MESSAGE", "") for e in journal(pid, None, 1)]
+        check(any(m == "deciding in score mode: a bean is rejected when its reject score over the 3 nearest reaches 0.5" for m in logged),
+              "the rule in force is in the journal at start: %s" % [m for m in logged if m.startswith("deciding")])
+        check(any(m.startswith("threshold label:Insect 0.95 does not act: in score mode") for m in logged),
+              "a reload warns about the label threshold that cannot act: %s" % [m for m in logged if "does not act" in m])
         print("run 1: %d beans, %d rejects; stream, journald and status agree" % (beans, len(stream)))
 
         # ---------------------------------------------------- run 1b: vote mode, one pass

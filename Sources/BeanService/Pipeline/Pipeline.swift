@@ -151,6 +151,7 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
     public func start() {
         let config = self.config.withLock { $0 }
         publishPolicy()
+        logPolicy()
         if let problem = scoring.load(encoder: config.encoder, storePath: config.store.path) {
             logger.error("scoring unavailable; every bean gets the fail-safe verdict until a reload succeeds", metadata: [
                 "error": "\(problem)", "unscored": "\(config.inspect.unscored.rawValue)",
@@ -449,6 +450,34 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
 
     // MARK: Status
 
+    /// Says in the journal which rule decides, at start and after a reload (the default mode
+    /// changed from the vote to score mode, so an operator reading the log should not have to
+    /// infer it), and warns about thresholds in the thresholds file that cannot act in this mode.
+    private func logPolicy() {
+        let current = policy.withLock { $0 }
+        let thresholds = current.thresholds
+        let labels = thresholds.rejectShare.sorted { $0.key.name < $1.key.name }
+        var rule: String
+        switch current.mode {
+        case .score: rule = "reject score over the \(current.k) nearest reaches \(thresholds.defaultRejectShare)"
+        case .vote: rule = "a defect label's vote share over the \(current.k) nearest reaches \(thresholds.defaultRejectShare)"
+        case .oneClass: rule = "mean distance to the \(current.k) nearest good vectors exceeds \(thresholds.oneClassDistance)"
+        }
+        if !labels.isEmpty, current.mode != .oneClass {
+            rule += " (" + labels.map { "label:\($0.key.name) \($0.value)" }.joined(separator: ", ") + ")"
+        }
+        logger.notice("deciding in \(current.mode.rawValue) mode: a bean is rejected when its \(rule)", metadata: [
+            "policy.mode": "\(current.mode.rawValue)", "policy.k": "\(current.k)",
+            "policy.reject_share": "\(thresholds.defaultRejectShare)",
+        ])
+        for (label, share) in labels {
+            guard let note = current.ineffectiveThresholdNote(.rejectShare(label)) else { continue }
+            logger.warning("threshold label:\(label.name) \(share) does not act: \(note)", metadata: [
+                "threshold.key": "label:\(label.name)", "threshold.note": "\(note)",
+            ])
+        }
+    }
+
     /// The policy in force, for `status` (after start, a reload and every threshold change).
     private func publishPolicy() {
         let current = policy.withLock { $0 }
@@ -534,6 +563,7 @@ public final class Pipeline: Reloadable, Drainable, @unchecked Sendable {
         config.withLock { $0 = new }
         spool.update(Self.spoolSettings(new))
         publishPolicy()
+        logPolicy()
         publishScoringStatus()
     }
 

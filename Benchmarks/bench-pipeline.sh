@@ -3,8 +3,8 @@
 # on a 3,000 px photo, which the simulator wraps with a 720 px empty window between passes), the
 # default (trained) encoder and store from Config/model (BENCH_ENCODER / BENCH_STORE override them;
 # the demo's stand-in when Config/model is absent), 2 scorer workers (BENCH_WORKERS), one 1280x720 camera, the
-# spool on with its defaults. BENCH_INSPECT: lines for the [inspect] section (e.g. a policy mode and k,
-# as $'mode = "score"\nk = 64'); the defaults without it.
+# spool on with its defaults. BENCH_INSPECT: lines for the [inspect] section (e.g. the vote, as
+# 'mode = "vote"'); the defaults (score mode over 64 neighbours) without it.
 # A 150 fps camera (CAMERA_FPS) and a rising belt speed (BENCH_SPECS="fps:px/s …" overrides):
 # each run prints, from `beanctl status --json` deltas: beans/s decided, beans/s scored (decided
 # minus fail-safe), the beans/s the scene delivers at that speed (expected), their ratio,

@@ -192,11 +192,11 @@ public struct DecisionPolicy: Sendable, Hashable {
         let (used, unknownDecision) = voters(all)
         if let unknownDecision { return unknownDecision }
         let score = RejectScore.vote(used, k: k, goodLabels: goodLabels, epsilon: distanceEpsilon)
-        let shares = voteShares(used)
         if Self.reaches(score, threshold: thresholds.defaultRejectShare) {
             return Decision(verdict: .reject, eject: true, label: nameLabel(used, defectOnly: true), score: score, reason: .score)
         }
-        if let strict = strictLabelReaching(in: shares) {
+        // The label triggers only matter below the score's threshold, and only when some are set.
+        if !thresholds.rejectShare.isEmpty, let strict = strictLabelReaching(in: voteShares(used)) {
             return Decision(verdict: .reject, eject: true, label: strict.label, score: strict.share, reason: .vote)
         }
         return Decision(verdict: .accept, eject: false, label: nameLabel(used, defectOnly: false), score: score,
